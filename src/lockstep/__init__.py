@@ -1,0 +1,3 @@
+"""lockstep: promote several repositories' production branches together, gated on staging."""
+
+__version__ = "0.1.0"

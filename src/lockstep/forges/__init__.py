@@ -1,0 +1,1 @@
+"""Forge implementations behind one protocol (see :mod:`lockstep.forges.base`)."""

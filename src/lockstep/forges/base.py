@@ -1,0 +1,60 @@
+"""The Forge protocol: the only way the gate reads or moves a branch.
+
+A forge knows how to read a service's heads, test ancestry, and move a target
+with compare-and-swap semantics.  The gate never learns *how* (git CLI, REST),
+so a new forge slots in without touching it.  Forges raise
+:class:`lockstep.errors.ForgeError` with a message that names the repo, the
+branch and, where there is one, the status.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from lockstep.config import ServiceConfig
+from lockstep.model import Heads, PushResult, Sha
+
+
+class Forge(Protocol):
+    """Reads and compare-and-swap writes of branch heads, per service."""
+
+    async def read_heads(self, service: ServiceConfig) -> Heads:
+        """Read source and target heads fresh.
+
+        A missing target gives ``Heads.target is None`` (seed); a missing source
+        raises ForgeError naming repo and branch; so does any other failure.
+        """
+        ...
+
+    async def read_target(self, service: ServiceConfig) -> Sha | None:
+        """Re-read only the target head (used to verify after pushes)."""
+        ...
+
+    async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
+        """True iff ``ancestor`` is reachable from ``descendant`` (fast-forward possible)."""
+        ...
+
+    async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
+        """Move the target from ``old`` to ``new``: fast-forward only, compare-and-swap on ``old``.
+
+        Never forced, never retried blindly: after an unclear result the forge
+        re-reads the ref and reports LANDED (at new), REJECTED (at old),
+        CONCURRENT (elsewhere) or UNKNOWN (unreadable).
+        """
+        ...
+
+    async def create(self, service: ServiceConfig, new: Sha) -> PushResult:
+        """Create the missing target at ``new``; fails if it exists by now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and temporary state."""
+        ...
+
+
+class AuditSink(Protocol):
+    """Stores the bypass audit record before any push."""
+
+    async def store(self, markdown: str, record: dict[str, object]) -> str:
+        """Store the record; return where it went (URL or path). Raise AuditError on failure."""
+        ...

@@ -1,0 +1,175 @@
+"""Value types shared by the gate, the forges and the reports.
+
+They are plain frozen dataclasses and enums so that every layer can pass them
+around without importing any I/O code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+_SHA_RE = re.compile(r"[0-9a-f]{40}")
+
+
+class Sha(str):
+    """A full 40-hex lowercase commit id; constructing one validates it."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> Sha:
+        if not isinstance(value, str) or not _SHA_RE.fullmatch(value):
+            raise ValueError(f"not a 40-hex commit sha: {value!r:.60}")
+        return super().__new__(cls, value)
+
+    @property
+    def short(self) -> str:
+        return self[:7]
+
+
+class Action(StrEnum):
+    """What ``run`` would do to one target, decided from its heads."""
+
+    NOOP = "noop"
+    SEED = "seed"
+    FAST_FORWARD = "fast-forward"
+    NOT_FAST_FORWARD = "not fast-forward"
+
+
+class Outcome(StrEnum):
+    """The per-service outcome shown in the summary (DESIGN.md "The summary")."""
+
+    ADVANCED = "advanced"
+    UNCHANGED = "unchanged (already at main)"
+    SKIPPED = "skipped (earlier step failed)"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+class Position(StrEnum):
+    """Where a target really is after a run, re-read from the forge."""
+
+    ADVANCED = "advanced"
+    UNCHANGED = "unchanged"
+    UNKNOWN = "unknown"
+
+
+class StepStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class Result(StrEnum):
+    """The run's overall result; each maps to one exit code."""
+
+    PROMOTED = "promoted"
+    NOOP = "noop"
+    BLOCKED = "blocked"
+    SPLIT = "split"
+    UNKNOWN = "unknown"
+    ERROR = "error"
+
+    @property
+    def exit_code(self) -> int:
+        return {
+            Result.PROMOTED: 0,
+            Result.NOOP: 0,
+            Result.BLOCKED: 1,
+            Result.SPLIT: 3,
+            Result.UNKNOWN: 3,
+            Result.ERROR: 2,
+        }[self]
+
+
+@dataclass(frozen=True)
+class Heads:
+    """A service's source and target heads as read in this run (target None = missing)."""
+
+    source: Sha
+    target: Sha | None
+
+    def action(self, target_is_ancestor: bool | None) -> Action:
+        if self.target is None:
+            return Action.SEED
+        if self.target == self.source:
+            return Action.NOOP
+        return Action.FAST_FORWARD if target_is_ancestor else Action.NOT_FAST_FORWARD
+
+
+class PushStatus(StrEnum):
+    """What a forge knows about one write after it returns."""
+
+    LANDED = "landed"  # the target is now at the new sha (confirmed)
+    REJECTED = "rejected"  # the forge refused; the target did not move (confirmed)
+    CONCURRENT = "concurrent"  # the target is at neither the old nor the new sha
+    UNKNOWN = "unknown"  # could not be confirmed either way
+
+
+@dataclass(frozen=True)
+class PushResult:
+    status: PushStatus
+    detail: str = ""
+
+
+@dataclass
+class StepReport:
+    """One gate step (resolve, health, version, a check, audit, preflight, promote, verify)."""
+
+    name: str
+    status: StepStatus
+    seconds: float = 0.0
+    detail: str = ""
+    output_tail: str | None = None
+
+
+@dataclass
+class ServiceReport:
+    """Everything the report says about one service."""
+
+    name: str
+    repo: str
+    source: str
+    target: str
+    source_sha: str | None = None
+    old_target_sha: str | None = None
+    final_target_sha: str | None = None
+    action: Action | None = None
+    did_push: bool = False
+    outcome: Outcome = Outcome.SKIPPED
+    detail: str = ""
+
+
+@dataclass
+class AuditInfo:
+    """The bypass audit record's fate, for the summary footer."""
+
+    requested: bool = False
+    stored: bool = False
+    suppressed_noop: bool = False
+    location: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    gate: str
+    mode: str  # "gate" or "bypass"
+    actor: str
+    run_url: str | None
+    started_at: str
+    finished_at: str = ""
+    result: Result = Result.ERROR
+    services: list[ServiceReport] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
+    audit: AuditInfo = field(default_factory=AuditInfo)
+    messages: list[str] = field(default_factory=list)
+    runbook_url: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.result.exit_code
