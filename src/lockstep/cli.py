@@ -1,0 +1,234 @@
+"""The ``lockstep`` command line: parse, call, map results to exit codes.
+
+Heavy modules (httpx, pydantic, the gate) are imported inside the commands so
+``lockstep --version`` and ``--help`` stay fast.  Every LockstepError becomes
+one line on stderr and its exit code; nothing prints a traceback unless
+``LOCKSTEP_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from lockstep import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES = """\b
+Exit codes:
+  0  promoted, or nothing to promote
+  1  blocked: a gate step, the audit, the preflight or the first push failed;
+     every target verified unchanged
+  2  usage, configuration or input error, found before any side effect
+  3  targets left split or in an unknown position: operator action needed
+"""
+
+
+def _errors(internal_code: int) -> Callable[[F], F]:
+    """Turn LockstepError into one line + its exit code; unexpected errors into one line too."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            from lockstep.errors import LockstepError
+
+            try:
+                code = fn(*args, **kwargs)
+            except LockstepError as exc:
+                for line in str(exc).splitlines() or [type(exc).__name__]:
+                    click.echo(f"lockstep: {line}", err=True)
+                sys.exit(exc.exit_code)
+            except (click.exceptions.Exit, click.ClickException, SystemExit):
+                raise
+            except Exception as exc:
+                if os.environ.get("LOCKSTEP_DEBUG") == "1":
+                    raise
+                click.echo(
+                    f"lockstep: internal error ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "re-run with LOCKSTEP_DEBUG=1 for details",
+                    err=True,
+                )
+                sys.exit(internal_code)
+            sys.exit(code or 0)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $LOCKSTEP_CONFIG, else ./lockstep.toml).",
+)
+
+
+def _load(config_path: Path | None) -> Any:
+    from lockstep.config import config_path as resolve_path
+    from lockstep.config import load_config
+
+    return load_config(resolve_path(str(config_path) if config_path else None, os.environ))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lockstep")
+def cli() -> None:
+    """Promote several repositories' production branches together, and only
+    after their staging deployments run the exact commits being promoted and
+    have passed your checks.
+
+    \b
+    Start here:
+      lockstep demo                 a real gate in a throwaway sandbox
+      lockstep plan                 what `run` would do, without doing it
+      lockstep run                  one gate run
+      lockstep status               where every target stands
+    """
+
+
+@cli.command(epilog=EXIT_CODES)
+@config_option
+@click.option("--skip-gate", is_flag=True,
+              help="Bypass health, version and checks (needs --justification).")
+@click.option("--justification", metavar="TEXT",
+              help="Why the gate is bypassed; stored in the audit record first.")
+@click.option("--actor", metavar="NAME",
+              help="Who runs this (default: $GITHUB_ACTOR in Actions, else your user).")
+@click.option("--json", "json_out", is_flag=True,
+              help="Print the JSON report on stdout (summary goes to stderr).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the JSON report to this file.")
+@_errors(internal_code=3)
+def run(config_path: Path | None, skip_gate: bool, justification: str | None, actor: str | None,
+        json_out: bool, report_path: Path | None) -> int:
+    """Run the gate once: resolve, check staging, promote every target together.
+
+    Resolves every service's source and target heads fresh; if all targets
+    already equal their sources it stops (exit 0). Otherwise it polls each
+    staging health URL, checks each /version reports the exact source sha,
+    runs the [[checks]] in order, verifies every target can fast-forward, and
+    then advances the targets one by one in config order, compare-and-swap,
+    stopping at the first failure. It re-reads every target before reporting.
+
+    \b
+    Examples:
+      lockstep run
+      lockstep run --config gates/bs-lml.toml --report report.json
+      lockstep run --skip-gate --justification "hotfix for INC-123, staging down"
+    """
+    from lockstep.runner import RunRequest, execute_run
+
+    config = _load(config_path)
+    request = RunRequest(skip_gate=skip_gate, justification=justification, actor=actor,
+                         json_out=json_out, report_path=report_path)
+    return execute_run(config, request, os.environ)
+
+
+@cli.command(epilog="Exit codes: 0 run could proceed or nothing to do; 1 a read failed or a target "
+             "is not a fast-forward; 2 configuration error.")
+@config_option
+@_errors(internal_code=1)
+def plan(config_path: Path | None) -> int:
+    """Show what `run` would do per service, without side effects.
+
+    For each service: its source and target heads and one of noop, seed
+    (target missing), fast-forward, or not fast-forward (run would block).
+
+    \b
+    Example:
+      lockstep plan --config lockstep.toml
+    """
+    import asyncio
+
+    from lockstep.plan import build_plan, plan_exit_code, render_plan
+    from lockstep.runner import build_forge
+
+    config = _load(config_path)
+    rows = asyncio.run(build_plan(config, build_forge(config, os.environ).forge))
+    click.echo(render_plan(rows))
+    return plan_exit_code(rows)
+
+
+@cli.command(epilog="Exit codes: 0 in step or pending promotion; 3 a target diverged or is unreadable; "
+             "2 configuration error.")
+@config_option
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+@_errors(internal_code=1)
+def status(config_path: Path | None, json_out: bool) -> int:
+    """Show each service's source and target heads and the overall verdict.
+
+    \b
+    Verdicts:
+      in step            every target equals its source
+      pending promotion  some targets are behind their source (run would advance them)
+      diverged           a target is not an ancestor of its source (moved outside lockstep)
+      unknown            a head could not be read
+    """
+    import asyncio
+    import json
+
+    from lockstep.plan import build_plan, render_plan, verdict
+    from lockstep.runner import build_forge
+
+    config = _load(config_path)
+    rows = asyncio.run(build_plan(config, build_forge(config, os.environ).forge))
+    v = verdict(rows)
+    if json_out:
+        click.echo(json.dumps({
+            "gate": config.gate.name,
+            "verdict": v,
+            "services": [{
+                "name": r.service.name, "repo": r.service.repo,
+                "source": r.service.source, "target": r.service.target,
+                "source_sha": r.heads.source if r.heads else None,
+                "target_sha": r.heads.target if r.heads else None,
+                "relation": r.relation, "error": r.error,
+            } for r in rows],
+        }, indent=2))
+    else:
+        click.echo(render_plan(rows))
+        click.echo(f"verdict: {v}")
+    return 3 if v in ("diverged", "unknown") else 0
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Build the sandbox here (default: a new temporary directory).")
+@click.option("--scenario", type=click.Choice(["promote", "noop", "version-mismatch", "bypass", "split"]),
+              default="promote", show_default=True, help="Which story to show.")
+@_errors(internal_code=1)
+def demo(directory: Path | None, scenario: str) -> int:
+    """Build a throwaway sandbox and run a real gate in it.
+
+    The sandbox holds two bare git repositories (main ahead of prod), two
+    real staging HTTP services on 127.0.0.1 serving /health and /version,
+    a lockstep.toml and one passing check. Nothing outside it is touched.
+
+    \b
+    Scenarios:
+      promote           staging is good: both prods advance together (exit 0)
+      noop              prod already equals main: nothing happens (exit 0)
+      version-mismatch  staging runs an older commit: the gate blocks (exit 1)
+      bypass            --skip-gate with a justification: audit record, then push
+      split             the second push is refused: one prod moved, one did not (exit 3)
+    """
+    from lockstep.demo import run_demo
+
+    return run_demo(directory, scenario)
+
+
+def main() -> None:
+    cli(prog_name="lockstep")
+
+
+if __name__ == "__main__":
+    main()

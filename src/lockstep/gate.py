@@ -1,0 +1,422 @@
+"""One gate run as a sequence of steps over protocols (DESIGN.md section 1).
+
+The gate does no I/O of its own: heads and pushes go through a
+:class:`~lockstep.forges.base.Forge`, the audit through an
+:class:`~lockstep.forges.base.AuditSink`, staging through :mod:`lockstep.probes`
+and commands through :mod:`lockstep.checks`.  It always returns a
+:class:`~lockstep.model.Report` whose per-service positions were re-read from
+the forge after any write, so what it says is what is true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from lockstep import log
+from lockstep.audit import AuditRecord, AuditService, render_markdown
+from lockstep.checks import check_environment, run_check
+from lockstep.config import CheckConfig, Config, ServiceConfig
+from lockstep.errors import AuditError, ForgeError
+from lockstep.forges.base import AuditSink, Forge
+from lockstep.model import (
+    Action,
+    Heads,
+    Outcome,
+    PushResult,
+    PushStatus,
+    Report,
+    Result,
+    ServiceReport,
+    StepReport,
+    StepStatus,
+)
+from lockstep.probes import verify_versions, wait_healthy
+
+T = TypeVar("T")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class RunOptions:
+    """What the caller asked for; validated before the gate starts."""
+
+    skip_gate: bool = False
+    justification: str | None = None
+    actor: str = "unknown"
+    run_url: str | None = None
+
+
+@dataclass
+class Cancellation:
+    """Set by a signal handler; the gate stops starting new work when it is set."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    signal_name: str = ""
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+
+class _Blocked(Exception):
+    """A gate step failed: nothing may be pushed."""
+
+
+class Gate:
+    """Runs resolve → (gate | bypass) → preflight → promote → verify for one config."""
+
+    def __init__(
+        self,
+        config: Config,
+        forge: Forge,
+        *,
+        env: Mapping[str, str],
+        audit_sink: Callable[[], AuditSink] | None = None,
+        secret_vars: frozenset[str] = frozenset(),
+        cancellation: Cancellation | None = None,
+    ) -> None:
+        self.config = config
+        self.forge = forge
+        self.env = env
+        self._audit_sink = audit_sink
+        self._secret_vars = secret_vars
+        self.cancellation = cancellation or Cancellation()
+        self._heads: dict[str, Heads] = {}
+        self._report: Report | None = None
+        self.promoting = False  # once True, signals stop new pushes but never interrupt one
+
+    # -- helpers ---------------------------------------------------------------
+
+    async def _step(self, report: Report, name: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one step, recording its outcome and duration even when it fails."""
+        log.info(f"▶ {name}")
+        start = time.monotonic()
+        step = StepReport(name=name, status=StepStatus.PASSED)
+        report.steps.append(step)
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            step.status = StepStatus.CANCELLED
+            step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
+            raise
+        except (_Blocked, ForgeError, AuditError) as exc:
+            step.status = StepStatus.FAILED
+            step.detail = str(exc)
+            raise
+        finally:
+            step.seconds = round(time.monotonic() - start, 3)
+            mark = {"passed": "✓", "failed": "✗", "cancelled": "✗"}.get(step.status, "·")
+            log.info(f"{mark} {name} {step.status} in {step.seconds:.1f}s" + (
+                f": {step.detail}" if step.detail and step.status != StepStatus.PASSED else ""))
+
+    def _svc(self, report: Report, service: ServiceConfig) -> ServiceReport:
+        return next(s for s in report.services if s.name == service.name)
+
+    # -- the run ---------------------------------------------------------------
+
+    async def run(self, options: RunOptions) -> Report:
+        cfg = self.config
+        report = Report(
+            gate=cfg.gate.name,
+            mode="bypass" if options.skip_gate else "gate",
+            actor=options.actor,
+            run_url=options.run_url,
+            started_at=utc_now(),
+            runbook_url=cfg.gate.runbook_url,
+        )
+        report.audit.requested = options.skip_gate
+        report.services = [
+            ServiceReport(name=s.name, repo=s.repo, source=s.source, target=s.target) for s in cfg.services
+        ]
+        self._report = report
+        try:
+            await self._run(report, options)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            report.result = Result.BLOCKED
+            report.messages.append(
+                f"cancelled by {self.cancellation.signal_name or 'signal'} before any push"
+            )
+            for s in report.services:
+                if s.action not in (None, Action.NOOP):
+                    s.outcome = Outcome.CANCELLED
+            await self._verify(report)
+        report.finished_at = utc_now()
+        return report
+
+    async def _run(self, report: Report, options: RunOptions) -> None:
+        cfg = self.config
+        try:
+            await self._step(report, "resolve", self._resolve)
+        except ForgeError as exc:
+            report.result = Result.BLOCKED
+            report.messages.append(f"resolve failed: {exc}")
+            return
+
+        pending = [s for s in cfg.services if self._heads[s.name].action(True) != Action.NOOP]
+        for svc in report.services:
+            if svc.action == Action.NOOP:
+                svc.outcome = Outcome.UNCHANGED
+        if not pending:
+            report.result = Result.NOOP
+            for s in report.services:
+                s.outcome = Outcome.UNCHANGED
+            if options.skip_gate:
+                report.audit.suppressed_noop = True
+            report.messages.append("nothing to promote: every target already equals its source")
+            return
+
+        try:
+            if options.skip_gate:
+                await self._step(report, "preflight", self._preflight)
+                await self._step(report, "audit", lambda: self._audit(report, options))
+            else:
+                await self._step(report, "health", self._health)
+                await self._step(report, "version", self._versions)
+                for check in cfg.checks:
+                    await self._step(report, f"check {check.name}", lambda c=check: self._check(c, report))
+                await self._step(report, "preflight", self._preflight)
+        except (_Blocked, ForgeError, AuditError) as exc:
+            report.result = Result.BLOCKED
+            report.messages.append(str(exc))
+            if isinstance(exc, AuditError):
+                report.audit.error = str(exc)
+            return
+
+        await self._promote(report, pending)
+
+    async def _resolve(self) -> None:
+        services = self.config.services
+        results = await asyncio.gather(*(self.forge.read_heads(s) for s in services), return_exceptions=True)
+        errors = []
+        for service, result in zip(services, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ForgeError):
+                    raise result
+                errors.append(str(result))
+                continue
+            self._heads[service.name] = result
+            svc = self._svc(self._require_report(), service)
+            svc.source_sha = result.source
+            svc.old_target_sha = result.target
+            svc.final_target_sha = result.target
+            svc.action = result.action(True)
+            log.info(
+                f"  {service.name}: {service.source}={result.source.short} "
+                f"{service.target}={result.target.short if result.target else '(missing: seed)'}"
+            )
+        if errors:
+            raise ForgeError("; ".join(errors))
+
+    def _require_report(self) -> Report:
+        assert self._report is not None
+        return self._report
+
+    async def _health(self) -> None:
+        g = self.config.gate
+        results = await wait_healthy(
+            self.config.services,
+            timeout=g.health_timeout,
+            interval=g.health_interval,
+            request_timeout=g.request_timeout,
+        )
+        failed = [r.detail for r in results if not r.ok]
+        if failed:
+            raise _Blocked("; ".join(failed))
+
+    async def _versions(self) -> None:
+        expected = {s.name: self._heads[s.name].source for s in self.config.services}
+        results = await verify_versions(
+            self.config.services, expected, request_timeout=self.config.gate.request_timeout
+        )
+        failed = [r.detail for r in results if not r.ok]
+        if failed:
+            raise _Blocked("; ".join(failed))
+
+    async def _check(self, check: CheckConfig, report: Report) -> None:
+        shas = {s.slug: self._heads[s.name].source for s in self.config.services}
+        env = check_environment(self.env, check, shas, self._secret_vars)
+        result = await run_check(check, env=env)
+        report.steps[-1].output_tail = result.output_tail
+        if not result.ok:
+            raise _Blocked(result.detail)
+
+    async def _preflight(self) -> None:
+        """Every existing target must be an ancestor of its source: decided before any write."""
+        todo = [
+            s for s in self.config.services
+            if self._heads[s.name].target is not None and self._heads[s.name].action(True) != Action.NOOP
+        ]
+
+        async def check(service: ServiceConfig) -> str | None:
+            heads = self._heads[service.name]
+            assert heads.target is not None
+            if await self.forge.is_ancestor(service, heads.target, heads.source):
+                return None
+            self._svc(self._require_report(), service).action = Action.NOT_FAST_FORWARD
+            return (
+                f"{service.name}: {service.repo} '{service.target}' ({heads.target.short}) is not an "
+                f"ancestor of '{service.source}' ({heads.source.short}): not a fast-forward"
+            )
+
+        problems = [p for p in await asyncio.gather(*(check(s) for s in todo)) if p]
+        if problems:
+            raise _Blocked("; ".join(problems))
+
+    async def _audit(self, report: Report, options: RunOptions) -> None:
+        if self._audit_sink is None:
+            raise AuditError("no audit sink is configured ([bypass] tracker)")
+        sink = self._audit_sink()
+        record = AuditRecord(
+            gate=self.config.gate.name,
+            time=utc_now(),
+            actor=options.actor,
+            run_url=options.run_url,
+            tracker=self.config.bypass.tracker or "",
+            services=[
+                AuditService(
+                    name=s.name,
+                    repo=s.repo,
+                    target=s.target,
+                    old_sha=self._heads[s.name].target,
+                    new_sha=self._heads[s.name].source,
+                )
+                for s in self.config.services
+            ],
+            justification=options.justification or "",
+        )
+        location = await sink.store(render_markdown(record), record.to_json())
+        report.audit.stored = True
+        report.audit.location = location
+        log.info(f"  audit record stored: {location}")
+
+    # -- promote and verify ------------------------------------------------------
+
+    async def _promote(self, report: Report, pending: list[ServiceConfig]) -> None:
+        self.promoting = True
+        step = StepReport(name="promote", status=StepStatus.PASSED)
+        report.steps.append(step)
+        start = time.monotonic()
+        log.info("▶ promote")
+        failed: ServiceConfig | None = None
+        cancelled = False
+        for service in pending:
+            if self.cancellation.requested:
+                cancelled = True
+                break
+            heads = self._heads[service.name]
+            svc = self._svc(report, service)
+            try:
+                if heads.target is None:
+                    result = await self.forge.create(service, heads.source)
+                else:
+                    result = await self.forge.advance(service, heads.target, heads.source)
+            except ForgeError as exc:
+                result = PushResult(PushStatus.UNKNOWN, str(exc))
+            if result.status == PushStatus.LANDED:
+                svc.did_push = True
+                svc.outcome = Outcome.ADVANCED
+                log.info(f"  ✓ {service.name}: {service.target} → {heads.source.short}")
+                continue
+            svc.outcome = Outcome.UNKNOWN if result.status == PushStatus.UNKNOWN else Outcome.FAILED
+            svc.detail = result.detail
+            log.error(f"{service.name}: push {result.status}: {result.detail}")
+            failed = service
+            break
+        step.seconds = round(time.monotonic() - start, 3)
+        if failed or cancelled:
+            step.status = StepStatus.CANCELLED if cancelled else StepStatus.FAILED
+            step.detail = (
+                f"cancelled by {self.cancellation.signal_name or 'signal'}"
+                if cancelled
+                else f"{failed.name if failed else ''}: {self._svc(report, failed).detail if failed else ''}"
+            )
+            rest = Outcome.CANCELLED if cancelled else Outcome.SKIPPED
+            for service in pending:
+                svc = self._svc(report, service)
+                if svc.outcome == Outcome.SKIPPED and service is not failed:
+                    svc.outcome = rest
+        for svc in report.services:
+            if svc.action == Action.NOOP:
+                svc.outcome = Outcome.UNCHANGED
+        await self._verify(report)
+        self._decide(report, failed is not None or cancelled)
+
+    async def _verify(self, report: Report) -> None:
+        """Re-read every target that was read, so the report states real positions."""
+        services = [s for s in self.config.services if s.name in self._heads]
+        if not services:
+            return
+        start = time.monotonic()
+        results = await asyncio.gather(*(self.forge.read_target(s) for s in services), return_exceptions=True)
+        problems = []
+        for service, result in zip(services, results, strict=True):
+            svc = self._svc(report, service)
+            heads = self._heads[service.name]
+            if isinstance(result, BaseException):
+                svc.final_target_sha = None
+                if svc.did_push:
+                    continue  # the forge confirmed the write; keep "advanced"
+                if svc.outcome in (Outcome.UNKNOWN, Outcome.FAILED):
+                    svc.outcome = Outcome.UNKNOWN
+                    problems.append(f"{service.name}: cannot re-read '{service.target}': {result}")
+                continue
+            svc.final_target_sha = result
+            if result == heads.source and heads.target != heads.source:
+                svc.did_push = True
+                svc.outcome = Outcome.ADVANCED
+            elif result == heads.target:
+                svc.did_push = False
+                if svc.outcome in (Outcome.ADVANCED, Outcome.UNKNOWN):
+                    svc.outcome = Outcome.FAILED
+            else:
+                svc.did_push = False
+                svc.outcome = Outcome.UNKNOWN
+                svc.detail = (
+                    f"'{service.target}' is at {result.short if result else '(missing)'}, "
+                    f"moved outside this run"
+                )
+                problems.append(f"{service.name}: {svc.detail}")
+        report.steps.append(
+            StepReport(
+                name="verify",
+                status=StepStatus.FAILED if problems else StepStatus.PASSED,
+                seconds=round(time.monotonic() - start, 3),
+                detail="; ".join(problems),
+            )
+        )
+
+    def _decide(self, report: Report, had_failure: bool) -> None:
+        moved = [s for s in report.services if s.did_push]
+        unknown = [s for s in report.services if s.outcome == Outcome.UNKNOWN]
+        behind = [
+            s for s in report.services
+            if s.action not in (None, Action.NOOP) and not s.did_push and s.outcome != Outcome.UNKNOWN
+        ]
+        if unknown:
+            report.result = Result.UNKNOWN
+            report.messages.append(
+                "position unknown for " + ", ".join(s.name for s in unknown) + ": operator action needed"
+            )
+        elif moved and behind:
+            report.result = Result.SPLIT
+            report.messages.append(
+                "split promotion: advanced "
+                + ", ".join(s.name for s in moved)
+                + "; not advanced "
+                + ", ".join(s.name for s in behind)
+            )
+        elif behind or (had_failure and not moved):
+            report.result = Result.BLOCKED
+        else:
+            report.result = Result.PROMOTED

@@ -1,0 +1,230 @@
+"""Wires one config to its forge, audit sink, lock and signals, runs the gate, writes the reports.
+
+Everything that can be checked without touching anything (config, flags,
+justification, token variables, tracker, writable outputs) is checked here
+first, so a usage error exits 2 with nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lockstep import actions, log
+from lockstep.audit import FileAuditSink, validate_actor, validate_justification
+from lockstep.config import Config
+from lockstep.errors import LockstepError, UsageError
+from lockstep.forges.base import AuditSink, Forge
+from lockstep.gate import Cancellation, Gate, RunOptions
+from lockstep.lock import local_lock
+from lockstep.model import Report, Result
+from lockstep.report import render_json, render_markdown
+
+
+@dataclass
+class RunRequest:
+    """The ``run`` command's flags, before they are reconciled with the Actions event."""
+
+    skip_gate: bool = False
+    justification: str | None = None
+    actor: str | None = None
+    json_out: bool = False
+    report_path: Path | None = None
+
+
+@dataclass
+class Wiring:
+    forge: Forge
+    audit_sink: Callable[[], AuditSink] | None
+    secret_vars: frozenset[str]
+
+
+def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
+    """The forge and audit sink for ``config``; raises UsageError before any request."""
+    if config.gate.forge == "github":
+        from lockstep.forges.github import GitHubForge, GitHubIssueSink
+
+        forge = GitHubForge.from_env(config, env)
+        tracker = config.bypass.tracker
+        secret_vars = frozenset(
+            {"GITHUB_TOKEN", "GH_TOKEN"} | {s.token_env for s in config.services if s.token_env}
+        )
+
+        def github_sink() -> AuditSink:
+            if not tracker:
+                raise UsageError("bypass.tracker is not set: name the issue that receives audit comments")
+            return GitHubIssueSink.from_forge(forge, tracker)
+
+        return Wiring(forge, github_sink, secret_vars)
+
+    from lockstep.forges.git import GitForge
+
+    path = config.tracker_path()
+    git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
+    secret_vars = frozenset(s.token_env for s in config.services if s.token_env)
+    return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars)
+
+
+def resolve_options(config: Config, request: RunRequest, env: Mapping[str, str]) -> RunOptions:
+    """Merge flags with the Actions event; validate the bypass before anything happens."""
+    skip, justification, actor = request.skip_gate, request.justification, request.actor
+    run_url = None
+    if actions.in_actions(env):
+        event = actions.read_event(env)
+        if not skip and event.skip_gate:
+            skip, justification = True, event.justification
+        if event.dispatch_action or event.client_payload_summary:
+            log.info(
+                f"triggered by repository_dispatch {event.dispatch_action!r} "
+                f"(payload, information only: {event.client_payload_summary})"
+            )
+        actor = actor or actions.actor(env)
+        run_url = actions.run_url(env)
+    if actor is None:
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError):
+            actor = "unknown"
+    actor = validate_actor(actor)
+    if not skip and justification:
+        raise UsageError("--justification is only used with --skip-gate")
+    if skip:
+        justification = validate_justification(justification)
+        allowed = config.bypass.allowed_actors
+        if allowed and actor not in allowed:
+            raise UsageError(f"actor {actor!r} may not bypass this gate (bypass.allowed_actors)")
+        if not config.bypass.tracker:
+            raise UsageError("bypass.tracker is not set: a bypass needs somewhere to store its audit record")
+    return RunOptions(skip_gate=skip, justification=justification, actor=actor, run_url=run_url)
+
+
+@contextlib.asynccontextmanager
+async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
+    mode = config.gate.lock
+    if mode == "auto":
+        mode = "none" if actions.in_actions(env) else "local"
+    if mode == "local":
+        async with local_lock(config.gate.name, env=env, timeout=config.gate.lock_timeout):
+            yield
+    elif mode == "ref":
+        from lockstep.forges.github import GitHubRefLock
+
+        async with GitHubRefLock.for_config(config, env):
+            yield
+    else:
+        yield
+
+
+async def _run_async(config: Config, options: RunOptions, wiring: Wiring, env: Mapping[str, str]) -> Report:
+    cancellation = Cancellation()
+    gate = Gate(
+        config,
+        wiring.forge,
+        env=env,
+        audit_sink=wiring.audit_sink,
+        secret_vars=wiring.secret_vars,
+        cancellation=cancellation,
+    )
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal(signame: str) -> None:
+        first = not cancellation.requested
+        cancellation.signal_name = signame
+        cancellation.event.set()
+        if first:
+            log.warn(f"{signame} received: no new push will start; writing the report")
+        if gate_task is None:
+            if task is not None:
+                task.cancel()  # still waiting for the lock
+        elif not gate.promoting:
+            gate_task.cancel()
+
+    gate_task: asyncio.Task[Report] | None = None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        async with _lock(config, env):
+            gate_task = asyncio.ensure_future(gate.run(options))
+            return await gate_task
+    except asyncio.CancelledError:
+        raise LockstepError(
+            f"cancelled by {cancellation.signal_name} while waiting for the lock; nothing was pushed"
+        ) from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await wiring.forge.aclose()
+
+
+def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
+    """The whole ``lockstep run``: returns the exit code; prints the summary."""
+    if actions.in_actions(env):
+        actions.mask_secrets(env, _token_vars(config), sys.stdout)
+    options = resolve_options(config, request, env)
+    wiring = build_forge(config, env)
+    output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
+    if output_path:
+        actions.OutputWriter(Path(output_path)).check_writable()
+    report = asyncio.run(_run_async(config, options, wiring, env))
+    return publish(report, config, request, env)
+
+
+def _token_vars(config: Config) -> list[str]:
+    return ["GITHUB_TOKEN", "GH_TOKEN", *(s.token_env for s in config.services if s.token_env)]
+
+
+def publish(report: Report, config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
+    """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden."""
+    markdown = render_markdown(report)
+    code = report.exit_code
+    problems: list[str] = []
+    if request.report_path:
+        try:
+            request.report_path.write_text(render_json(report), encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"cannot write the report to {request.report_path}: {exc.strerror}")
+    if actions.in_actions(env):
+        try:
+            actions.append_step_summary(env, markdown)
+        except LockstepError as exc:
+            problems.append(str(exc))
+        output_path = env.get("GITHUB_OUTPUT")
+        if output_path:
+            try:
+                actions.OutputWriter(Path(output_path)).write_many(outputs(report, config))
+            except LockstepError as exc:
+                problems.append(str(exc))
+        if report.result in (Result.SPLIT, Result.UNKNOWN):
+            actions.annotation("error", " ".join(report.messages) or report.result.value, title="lockstep")
+        elif report.result == Result.BLOCKED:
+            actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
+    if request.json_out:
+        sys.stdout.write(render_json(report))
+        sys.stderr.write(markdown + "\n")
+    else:
+        sys.stdout.write(markdown + "\n")
+    sys.stdout.flush()
+    for problem in problems:
+        log.error(problem)
+    if problems and code == 0 and not any(s.did_push for s in report.services):
+        code = 1
+    return code
+
+
+def outputs(report: Report, config: Config) -> dict[str, str]:
+    """``$GITHUB_OUTPUT`` values: the result and, per service, its shas and did_push."""
+    values = {"result": report.result.value}
+    for service, svc in zip(config.services, report.services, strict=True):
+        slug = service.output_slug
+        values[f"{slug}_source_sha"] = svc.source_sha or ""
+        values[f"{slug}_old_target_sha"] = svc.old_target_sha or ""
+        values[f"{slug}_final_target_sha"] = svc.final_target_sha or ""
+        values[f"{slug}_did_push"] = "true" if svc.did_push else "false"
+    return values

@@ -1,0 +1,102 @@
+"""A tiny staging service for the demo: ``/health`` and ``/version`` on 127.0.0.1.
+
+Each service reports the sha of a branch in a local git repository, read on
+every request, so the sandbox keeps working after new commits.  Run it by hand
+to re-run a demo gate: ``python -m lockstep.staging_stub --config DIR/lockstep.toml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import threading
+import tomllib
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class StagingService:
+    """One loopback HTTP server whose /version reports ``sha()``; ``healthy`` toggles /health."""
+
+    def __init__(self, sha: Callable[[], str], *, port: int = 0, healthy: bool = True) -> None:
+        self.sha = sha
+        self.healthy = healthy
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path in ("/health", "/healthcheck"):
+                    ok = service.healthy
+                    self._send(200 if ok else 503, {"status": "ok" if ok else "starting"})
+                elif path == "/version":
+                    self._send(200, {"sha": service.sha()})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def _send(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> StagingService:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def branch_sha(repo: Path, branch: str) -> Callable[[], str]:
+    """A callable reading ``branch`` of ``repo`` fresh each time."""
+
+    def read() -> str:
+        out = subprocess.run(
+            ["git", "--git-dir", str(repo), "rev-parse", f"refs/heads/{branch}"],
+            capture_output=True, text=True, check=False,
+        )
+        return out.stdout.strip()
+
+    return read
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the demo sandbox's staging services.")
+    parser.add_argument("--config", type=Path, required=True, help="the sandbox's lockstep.toml")
+    args = parser.parse_args()
+    config = tomllib.loads(args.config.read_text())
+    base = args.config.resolve().parent
+    services = []
+    for svc in config["services"]:
+        port = urlsplit(svc["health_url"]).port or 80
+        repo = (base / svc["repo"]).resolve()
+        services.append(StagingService(branch_sha(repo, svc.get("source", "main")), port=port).start())
+        print(f"{svc['name']}: serving {svc['health_url']} and {svc['version_url']}")
+    print("press Ctrl-C to stop")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        for s in services:
+            s.stop()
+
+
+if __name__ == "__main__":
+    main()
