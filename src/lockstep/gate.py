@@ -381,7 +381,7 @@ class Gate:
                     svc.outcome = Outcome.FAILED
             else:
                 svc.did_push = False
-                svc.outcome = Outcome.UNKNOWN
+                svc.outcome = Outcome.FAILED
                 svc.detail = (
                     f"'{service.target}' is at {result.short if result else '(missing)'}, "
                     f"moved outside this run"

@@ -171,9 +171,18 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
     wiring = build_forge(config, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
-        actions.OutputWriter(Path(output_path)).check_writable()
+        _check_writable(Path(output_path))
     report = asyncio.run(_run_async(config, options, wiring, env))
     return publish(report, config, request, env)
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any push when $GITHUB_OUTPUT cannot be written (exit 1, nothing moved)."""
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise LockstepError(f"cannot write $GITHUB_OUTPUT ({path}): {exc.strerror}; nothing was pushed") from None
 
 
 def _token_vars(config: Config) -> list[str]:
