@@ -254,7 +254,7 @@ def test_second_run_waits_for_the_lock_then_resolves_fresh(world: GitWorld, tmp_
     first = world.start("run")
     time.sleep(0.5)
     second = world.run("run")
-    out, err = first.communicate(timeout=30)
+    _out, err = first.communicate(timeout=30)
     assert first.returncode == 0, err
     assert second.code == 0, second.err
     assert "waiting for the lock" in second.err

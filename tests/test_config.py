@@ -1,0 +1,134 @@
+"""Config loading: every mistake is one line naming the key or variable to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lockstep.config import parse_config, parse_duration
+from lockstep.errors import ConfigError
+
+VALID = """
+[gate]
+name = "bs-lml"
+
+[[services]]
+name = "Backend-Service"
+repo = "repos/backend.git"
+health_url = "${BS}/health"
+version_url = "${BS}/version"
+
+[[services]]
+name = "metadata"
+repo = "repos/metadata.git"
+source = "trunk"
+target = "live"
+health_url = "http://127.0.0.1:1/health"
+version_url = "http://127.0.0.1:1/version"
+version_field = "build.commit"
+
+[[checks]]
+name = "e2e"
+run = ["npm", "run", "test:e2e"]
+env = { E2E_BASE_URL = "${BS}" }
+timeout = "20m"
+"""
+
+
+def load(text: str, **env: str) -> object:
+    return parse_config(text, env={"BS": "https://staging.example", **env}, source="lockstep.toml",
+                        base_dir=Path("/cfg"))
+
+
+def error(text: str, **env: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env=env, source="lockstep.toml", base_dir=Path("/cfg"))
+    return str(info.value)
+
+
+def test_valid_config_with_defaults_and_substitution() -> None:
+    cfg = parse_config(VALID, env={"BS": "https://staging.example"}, source="x", base_dir=Path("/cfg"))
+    backend, meta = cfg.services
+    assert backend.health_url == "https://staging.example/health"
+    assert (backend.source, backend.target, backend.version_field) == ("main", "prod", "sha")
+    assert (meta.source, meta.target) == ("trunk", "live")
+    assert backend.slug == "BACKEND_SERVICE"
+    assert cfg.gate.health_timeout == 300 and cfg.gate.health_interval == 5
+    assert cfg.gate.forge == "git"
+    assert cfg.checks[0].timeout == 1200 and cfg.checks[0].env["E2E_BASE_URL"] == "https://staging.example"
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (lambda t: t.replace('name = "bs-lml"', 'name = "bs-lml"\nhelth = 1'), "lockstep.toml: gate.helth: unknown key"),
+        (lambda t: t.replace('repo = "repos/metadata.git"\n', ""), "lockstep.toml: services[1].repo: required key is missing"),
+        (lambda t: t.replace('name = "metadata"', 'name = "Backend-Service"'), "duplicate name 'Backend-Service'"),
+        (lambda t: t.replace("${BS}/version", "${MISSING_VAR}/version"),
+         "lockstep.toml: services[0].version_url: environment variable MISSING_VAR is not set"),
+        (lambda t: t.replace("http://127.0.0.1:1/health", "ftp://x/health"),
+         "lockstep.toml: services[1].health_url: must be an http:// or https:// URL"),
+        (lambda t: t.replace('timeout = "20m"', 'timeout = "20 minutes"'), "lockstep.toml: checks[0].timeout:"),
+        (lambda t: t.replace('run = ["npm", "run", "test:e2e"]', 'run = "npm run test:e2e"'), "checks[0].run"),
+        (lambda t: t + "\n[gate2]\n", "gate2: unknown key"),
+        (lambda t: t.replace("[gate]", "[gate"), "not valid TOML"),
+    ],
+)
+def test_each_mistake_names_what_to_fix(mutation: object, expected: str) -> None:
+    assert callable(mutation)
+    message = error(mutation(VALID), BS="https://s")
+    assert expected in message
+    assert "Traceback" not in message
+
+
+def test_duplicate_names_ignore_case_and_slug_collisions() -> None:
+    text = VALID.replace('name = "metadata"', 'name = "backend_service"')
+    assert "LOCKSTEP_<NAME>_SHA" in error(text, BS="https://s")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25),
+                                               ("1m30s", 90), (12, 12), ("0s", 0)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "5", "5 m", "m5", "5d", "-1s", "1s2", True, None, []])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad if bad != "5 m" else "5x")
+
+
+@given(st.text(max_size=200))
+def test_any_text_is_a_config_or_a_config_error(text: str) -> None:
+    """No input makes the loader raise anything but ConfigError."""
+    try:
+        parse_config(text, env={}, source="lockstep.toml", base_dir=Path("/cfg"))
+    except ConfigError as exc:
+        assert str(exc).startswith("lockstep.toml")
+
+
+LINES = VALID.strip().splitlines()
+
+
+@given(st.lists(st.tuples(st.integers(0, len(LINES) - 1), st.sampled_from(["drop", "dup", "garble"])),
+                max_size=4))
+def test_mutated_configs_fail_cleanly(edits: list[tuple[int, str]]) -> None:
+    lines = list(LINES)
+    for index, kind in edits:
+        index %= len(lines)
+        if kind == "drop":
+            del lines[index]
+        elif kind == "dup":
+            lines.insert(index, lines[index])
+        else:
+            lines[index] = lines[index][::-1]
+        if not lines:
+            break
+    try:
+        parse_config("\n".join(lines), env={"BS": "https://s"}, source="lockstep.toml", base_dir=Path("/c"))
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            assert line.startswith("lockstep.toml")
