@@ -1,0 +1,21 @@
+"""A stateful fake GitHub REST API over real loopback HTTP, for forge tests.
+
+Quick reference::
+
+    with FakeGitHub() as gh:                       # gh.url is the API root
+        gh.add_repo("o/r")
+        c1 = gh.commit("o/r"); c2 = gh.commit("o/r", parents=(c1,))
+        gh.set_branch("o/r", "main", c2)
+        gh.add_token("tok", read=["o/r"], write=[])
+        gh.inject(Fault.drop_after(), method="PATCH", path=r"/repos/o/r/git/refs/heads/prod")
+        gh.requests / gh.writes()                  # RecordedRequest list
+
+Endpoints, codes and messages follow ``/work/shared/GITHUB-API.md``; the fake is
+never more forgiving than GitHub (wrong types, unknown shas, missing refs,
+non-fast-forward updates and missing permissions are all refused).
+"""
+
+from tests.fakegithub.faults import Fault, Injection
+from tests.fakegithub.server import FakeGitHub, RecordedRequest
+
+__all__ = ["FakeGitHub", "Fault", "Injection", "RecordedRequest"]

@@ -1,0 +1,531 @@
+"""A stateful fake GitHub REST server over real HTTP/1.1 on loopback.
+
+Why real HTTP: the forge client's pooling, keep-alive, timeouts, redirects and
+lost-response handling are exactly what must be tested, and a mocked transport
+would hide them. Stdlib only (``ThreadingHTTPServer``), so it starts in
+milliseconds and adds no dependency. Test-side helpers (``commit``,
+``set_branch`` ...) change state directly and are not recorded as requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+import re
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
+from tests.fakegithub.faults import Fault, Injection
+from tests.fakegithub.state import Issue, Repo, Token
+
+_WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+_user_ids = itertools.count(5_000_001)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it, faulted ones included.
+
+    ``headers`` keeps the Authorization value so tests can scan for token leaks;
+    ``status`` is None when no answer was sent (dropped); ``fault`` names the
+    injected fault kind, if any; ``connection`` identifies the TCP connection.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: object | None
+    status: int | None
+    at: float
+    fault: str | None = None
+    connection: int = 0
+
+
+@dataclass
+class _Reply:
+    response: Response | None  # None: close the connection without answering
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    fake: FakeGitHub
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): slow in sandboxes.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up mid-answer is normal in fault tests.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 60  # idle keep-alive connections end on their own
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection_id = self.server.fake._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fake._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence: pytest output stays readable."""
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._send(Response(400, error_body(400, "Bad Request")), head=False)
+            return
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        reply = self.server.fake._dispatch(self.command, self.path, headers, body, self.connection_id)
+        if reply.response is None:
+            self.close_connection = True
+            return
+        self._send(reply.response, head=self.command == "HEAD")
+
+    do_GET = do_HEAD = do_POST = do_PATCH = do_PUT = do_DELETE = do_OPTIONS = _serve
+
+    def _read_body(self) -> bytes | None:
+        """The request body by Content-Length or chunked framing; None if malformed."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    size = int(size_line, 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.strip().isdigit():
+            return None
+        return self.rfile.read(int(length))
+
+    def _send(self, resp: Response, head: bool) -> None:
+        """Status line, headers and body in one write (no Nagle/delayed-ACK stalls)."""
+        no_body = resp.status in (204, 304)
+        payload = b"" if no_body or resp.body is None else _encode(resp.body)
+        headers = {
+            "Server": "GitHub.com",
+            "Date": formatdate(usegmt=True),
+            "Content-Type": "application/json; charset=utf-8",
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-GitHub-Request-Id": f"FAKE:{id(resp):X}:{time.monotonic_ns():X}",
+        }
+        if no_body:
+            del headers["Content-Type"]
+        else:
+            headers["Content-Length"] = str(len(payload))
+        headers.update(resp.headers)
+        if self.close_connection:
+            headers["Connection"] = "close"
+        lines = [f"HTTP/1.1 {resp.status} {phrase(resp.status)}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(data if head else data + payload)
+        self.wfile.flush()
+
+
+def _encode(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class FakeGitHub:
+    """Fake GitHub REST API with a real commit graph, tokens and fault injection.
+
+    Use as a context manager (or ``start()``/``stop()``). Every handled request is
+    atomic under one lock. See ``tests/fakegithub/__init__.py`` for the API.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._world = World()
+        self._api = Api(self._world)
+        self._requests: list[RecordedRequest] = []
+        self._injections: list[Injection] = []
+        self._connections: dict[int, socket.socket] = {}
+        self._connection_ids = itertools.count(1)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.latency = 0.0
+        self.url = ""
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> FakeGitHub:
+        """Bind 127.0.0.1 on an OS-chosen port and serve in a daemon thread."""
+        if self._server is not None:
+            return self
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_port}"
+        self._world.api_url = self.url
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and cut open keep-alive connections so clients see it."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        with self._lock:
+            sockets = list(self._connections.values())
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _track(self, sock: socket.socket) -> int:
+        with self._lock:
+            conn_id = next(self._connection_ids)
+            self._connections[conn_id] = sock
+            return conn_id
+
+    def _untrack(self, sock: socket.socket) -> None:
+        with self._lock:
+            for conn_id, known in list(self._connections.items()):
+                if known is sock:
+                    del self._connections[conn_id]
+
+    # ---- test setup (direct state changes, not recorded) -------------------------
+
+    def _repo(self, repo: str, create: bool = False) -> Repo:
+        key = repo.lower()
+        if key not in self._world.repos:
+            if not create:
+                raise KeyError(f"unknown repo {repo!r}: call add_repo first")
+            if repo.count("/") != 1:
+                raise ValueError(f"repo must be 'owner/name', got {repo!r}")
+            self._world.repos[key] = Repo(full_name=repo)
+        return self._world.repos[key]
+
+    def add_repo(self, repo: str, default_branch: str = "main") -> None:
+        """An empty repository (no commits, no branches); names are case-insensitive."""
+        with self._lock:
+            self._repo(repo, create=True).default_branch = default_branch
+
+    def commit(self, repo: str, parents: Iterable[str] = (), message: str | None = None) -> str:
+        """Add a commit (parents must exist in ``repo``); returns its random 40-hex sha."""
+        with self._lock:
+            return self._repo(repo).add_commit(tuple(parents), message)
+
+    def set_branch(self, repo: str, branch: str, sha: str) -> None:
+        """Create or move a branch to a known commit, bypassing every rule."""
+        with self._lock:
+            state = self._repo(repo)
+            if sha not in state.commits:
+                raise ValueError(f"{repo}: unknown commit {sha}")
+            state.refs[f"refs/heads/{branch}"] = sha
+
+    def set_ref(self, repo: str, ref: str, sha: str) -> None:
+        """Like ``set_branch`` for any full ref name (``refs/tags/v1``)."""
+        with self._lock:
+            state = self._repo(repo)
+            if not ref.startswith("refs/") or sha not in state.commits:
+                raise ValueError(f"{repo}: bad ref {ref!r} or unknown commit {sha}")
+            state.refs[ref] = sha
+
+    def branch(self, repo: str, branch: str) -> str | None:
+        """The branch head, or None if it does not exist."""
+        with self._lock:
+            return self._repo(repo).refs.get(f"refs/heads/{branch}")
+
+    def ref(self, repo: str, ref: str) -> str | None:
+        """Any ref by full name, or None."""
+        with self._lock:
+            return self._repo(repo).refs.get(ref)
+
+    def is_ancestor(self, repo: str, ancestor: str, descendant: str) -> bool:
+        """Graph query for assertions."""
+        with self._lock:
+            return self._repo(repo).is_ancestor(ancestor, descendant)
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        """Remove a branch if present."""
+        with self._lock:
+            self._repo(repo).refs.pop(f"refs/heads/{branch}", None)
+
+    def rename_branch(self, repo: str, old: str, new: str) -> None:
+        """Rename like GitHub: the old name then answers 301 on the branches endpoint."""
+        with self._lock:
+            state = self._repo(repo)
+            state.refs[f"refs/heads/{new}"] = state.refs.pop(f"refs/heads/{old}")
+            for source, target in list(state.renamed.items()):
+                if target == old:
+                    state.renamed[source] = new
+            state.renamed[old] = new
+            state.renamed.pop(new, None)
+            if old in state.protected:
+                state.protected[new] = state.protected.pop(old)
+            if state.default_branch == old:
+                state.default_branch = new
+
+    def protect(
+        self,
+        repo: str,
+        branch: str,
+        message: str = "Repository rule violations found\n\nCannot update this protected ref.\n\n",
+    ) -> None:
+        """Make PATCH/DELETE of the branch answer 422 ``message`` (a ruleset or protection)."""
+        with self._lock:
+            self._repo(repo).protected[branch] = message
+
+    def unprotect(self, repo: str, branch: str) -> None:
+        """Undo ``protect``."""
+        with self._lock:
+            self._repo(repo).protected.pop(branch, None)
+
+    def add_token(
+        self,
+        token: str,
+        read: Iterable[str] = (),
+        write: Iterable[str] = (),
+        login: str = "lockstep-bot",
+        kind: Literal["pat", "integration"] = "pat",
+    ) -> None:
+        """Register a token; write implies read; ``kind`` picks the 403 wording."""
+        with self._lock:
+            self._world.tokens[token] = Token(
+                value=token,
+                read=frozenset(r.lower() for r in read),
+                write=frozenset(r.lower() for r in write),
+                login=login,
+                user_id=next(_user_ids),
+                kind=kind,
+            )
+
+    def add_issue(self, repo: str, number: int, locked: bool = False) -> None:
+        """An issue that accepts comments (creates the repo if needed); re-adding sets ``locked``."""
+        with self._lock:
+            issues = self._repo(repo, create=True).issues
+            issues.setdefault(number, Issue(number)).locked = locked
+
+    def disable_issues(self, repo: str, disabled: bool = True) -> None:
+        """Comments on this repo then answer 410."""
+        with self._lock:
+            self._repo(repo, create=True).issues_enabled = not disabled
+
+    def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """Comments stored on an issue, as the API returned them (``user`` is ``{login, ...}``)."""
+        with self._lock:
+            return copy.deepcopy(self._repo(repo).issues[number].comments)
+
+    def dispatches(self, repo: str) -> list[dict[str, Any]]:
+        """repository_dispatch events received: ``{event_type, client_payload}``."""
+        with self._lock:
+            return copy.deepcopy(self._repo(repo).dispatches)
+
+    # ---- rate limit --------------------------------------------------------------
+
+    @property
+    def rate_limit_remaining(self) -> int:
+        """Requests left in the window; at 0 every counted request gets 403."""
+        return self._world.rate.remaining
+
+    @rate_limit_remaining.setter
+    def rate_limit_remaining(self, value: int) -> None:
+        with self._lock:
+            self._world.rate.remaining = value
+            self._world.rate.limit = max(self._world.rate.limit, value)
+
+    @property
+    def rate_limit_reset(self) -> int:
+        """Epoch second when the window resets (remaining goes back to the limit)."""
+        return self._world.rate.reset
+
+    @rate_limit_reset.setter
+    def rate_limit_reset(self, value: float) -> None:
+        with self._lock:
+            self._world.rate.reset = int(value)
+
+    # ---- requests and faults -----------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Snapshot of every request received, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def writes(self) -> list[RecordedRequest]:
+        """Recorded POST/PATCH/PUT/DELETE requests."""
+        return [r for r in self.requests if r.method in _WRITE_METHODS]
+
+    def clear_requests(self) -> None:
+        """Forget recorded requests (e.g. after setup through the API)."""
+        with self._lock:
+            self._requests.clear()
+
+    def inject(
+        self,
+        fault: Fault,
+        method: str | None = None,
+        path: str | None = None,
+        nth: int = 1,
+        times: int | None = 1,
+    ) -> Injection:
+        """Apply ``fault`` to the nth request matching method and path.
+
+        ``path`` is a regex fullmatched against the raw request path (as sent, no query).
+
+        ``times`` matching requests from the nth on are faulted (None = all of them).
+        Returns the injection, whose ``seen``/``fired`` counters tests may assert.
+        """
+        if nth < 1 or (times is not None and times < 1):
+            raise ValueError("nth and times are 1-based")
+        injection = Injection(
+            fault=fault,
+            method=method.upper() if method else None,
+            path=re.compile(path) if path is not None else None,
+            nth=nth,
+            times=times,
+        )
+        with self._lock:
+            self._injections.append(injection)
+        return injection
+
+    def clear_faults(self) -> None:
+        """Remove every injection."""
+        with self._lock:
+            self._injections.clear()
+
+    # ---- the request path --------------------------------------------------------
+
+    def _dispatch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, connection: int
+    ) -> _Reply:
+        split = urlsplit(target)
+        path = split.path
+        try:
+            parsed: object | None = json.loads(body) if body else None
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        record = RecordedRequest(
+            method=method,
+            path=path,
+            query=dict(parse_qsl(split.query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+            json=parsed,
+            status=None,
+            at=time.monotonic(),
+            connection=connection,
+        )
+        with self._lock:
+            self._requests.append(record)
+            fault = self._take_fault(method, path)
+            latency = self.latency
+        if latency > 0:
+            time.sleep(latency)
+        if fault is not None:
+            record.fault = fault.kind
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
+            elif fault.kind == "drop_before":
+                return _Reply(None)
+            elif fault.kind in ("status", "rate_limit"):
+                with self._lock:
+                    response = self._fault_response(fault)
+                    record.status = response.status
+                return _Reply(response)
+        request = Request(method, path, record.query, headers, body)
+        with self._lock:
+            try:
+                response = self._api.handle(request)
+            except Exception as exc:  # a bug in the fake must be loud, not a hang
+                response = ApiError(500, f"fake GitHub crashed: {exc!r}").response
+            response.headers = self._world.rate.headers() | response.headers
+            if fault is not None and fault.kind == "drop_after":
+                return _Reply(None)
+            record.status = response.status
+        return _Reply(response)
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        chosen: Fault | None = None
+        for injection in self._injections:
+            if not injection.matches(method, path):
+                continue
+            injection.seen += 1
+            if chosen is None and injection.due:
+                injection.fired += 1
+                chosen = injection.fault
+        return chosen
+
+    def _fault_response(self, fault: Fault) -> Response:
+        rate = self._world.rate
+        headers = rate.headers()
+        if fault.kind == "status":
+            message = fault.message or phrase(fault.code)
+            return Response(fault.code, error_body(fault.code, message), headers | dict(fault.headers))
+        if fault.limit == "primary":
+            reset = int(time.time() + fault.reset_in + 0.999)
+            headers |= {
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-used": str(rate.limit),
+                "x-ratelimit-reset": str(reset),
+            }
+            message = "API rate limit exceeded for user ID 1."
+        else:
+            message = (
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+            )
+        if fault.retry_after is not None:
+            headers["retry-after"] = str(fault.retry_after)
+        return Response(fault.code, error_body(fault.code, message), headers)
+
+
+__all__ = ["FakeGitHub", "Fault", "Injection", "RecordedRequest"]
