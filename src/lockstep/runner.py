@@ -166,7 +166,7 @@ async def _run_async(config: Config, options: RunOptions, wiring: Wiring, env: M
 def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """The whole ``lockstep run``: returns the exit code; prints the summary."""
     if actions.in_actions(env):
-        actions.mask_secrets(env, _token_vars(config), sys.stdout)
+        actions.mask_secrets(env, _token_vars(config), sys.stderr)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
@@ -207,7 +207,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         output_path = env.get("GITHUB_OUTPUT")
         if output_path:
             try:
-                actions.OutputWriter(Path(output_path)).write_many(outputs(report, config))
+                actions.OutputWriter(Path(output_path)).write_many(actions.report_outputs(report))
             except LockstepError as exc:
                 problems.append(str(exc))
         if report.result in (Result.SPLIT, Result.UNKNOWN):
@@ -225,15 +225,3 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
     if problems and code == 0 and not any(s.did_push for s in report.services):
         code = 1
     return code
-
-
-def outputs(report: Report, config: Config) -> dict[str, str]:
-    """``$GITHUB_OUTPUT`` values: the result and, per service, its shas and did_push."""
-    values = {"result": report.result.value}
-    for service, svc in zip(config.services, report.services, strict=True):
-        slug = service.output_slug
-        values[f"{slug}_source_sha"] = svc.source_sha or ""
-        values[f"{slug}_old_target_sha"] = svc.old_target_sha or ""
-        values[f"{slug}_final_target_sha"] = svc.final_target_sha or ""
-        values[f"{slug}_did_push"] = "true" if svc.did_push else "false"
-    return values
