@@ -11,6 +11,7 @@ the forge after any write, so what it says is what is true.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -184,7 +185,7 @@ class Gate:
                 await self._step(report, "health", self._health)
                 await self._step(report, "version", self._versions)
                 for check in cfg.checks:
-                    await self._step(report, f"check {check.name}", lambda c=check: self._check(c, report))
+                    await self._step(report, f"check {check.name}", functools.partial(self._check, check, report))
                 await self._step(report, "preflight", self._preflight)
         except (_Blocked, ForgeError, AuditError) as exc:
             report.result = Result.BLOCKED
