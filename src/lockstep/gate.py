@@ -247,7 +247,7 @@ class Gate:
     async def _check(self, check: CheckConfig, report: Report) -> None:
         shas = {s.slug: self._heads[s.name].source for s in self.config.services}
         env = check_environment(self.env, check, shas, self._secret_vars)
-        result = await run_check(check, env=env)
+        result = await run_check(check, env=env, cwd=self.config.base_dir)
         report.steps[-1].output_tail = result.output_tail
         if not result.ok:
             raise _Blocked(result.detail)

@@ -71,6 +71,19 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
     return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars)
 
 
+def refuse_secrets_in_checks(config: Config, secret_vars: frozenset[str], env: Mapping[str, str]) -> None:
+    """A push token must never reach a check, even spelled out through ``${VAR}`` in its argv or env."""
+    secrets = {name: env[name] for name in secret_vars if len(env.get(name, "")) >= 4}
+    for i, check in enumerate(config.checks):
+        for value in (*check.run, *check.env.values()):
+            for name, secret in secrets.items():
+                if secret in value:
+                    raise UsageError(
+                        f"checks[{i}] ({check.name}) would receive the value of {name}: "
+                        "push and read tokens are never passed to checks"
+                    )
+
+
 def resolve_options(config: Config, request: RunRequest, env: Mapping[str, str]) -> RunOptions:
     """Merge flags with the Actions event; validate the bypass before anything happens."""
     skip, justification, actor = request.skip_gate, request.justification, request.actor
@@ -169,6 +182,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         actions.mask_secrets(env, _token_vars(config), sys.stderr)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
+    refuse_secrets_in_checks(config, wiring.secret_vars, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
         _check_writable(Path(output_path))
@@ -182,7 +196,9 @@ def _check_writable(path: Path) -> None:
         with path.open("a", encoding="utf-8"):
             pass
     except OSError as exc:
-        raise LockstepError(f"cannot write $GITHUB_OUTPUT ({path}): {exc.strerror}; nothing was pushed") from None
+        raise LockstepError(
+            f"cannot write $GITHUB_OUTPUT ({path}): {exc.strerror}; nothing was pushed"
+        ) from None
 
 
 def _token_vars(config: Config) -> list[str]:
