@@ -1,0 +1,694 @@
+"""The GitHub forge: branch heads and fast-forward pushes over the REST API.
+
+Choices, and why:
+
+* **Heads are read with** ``GET /repos/{o}/{r}/branches/{b}``, not
+  ``git/ref/heads/{b}``: for a renamed branch GitHub answers 301 with the new
+  name, which lockstep reports as an error naming both (a 404 from the refs
+  endpoint would instead look like "missing, seed it" and create a stray
+  branch).  Redirects are never followed.  Branch names are checked against
+  git's ref-name rules when the forge is built and percent-quoted with ``/``
+  kept as a separator, the form GitHub routes.
+* **Classification is by status code**: 404 on a target means seed, 404 on a
+  source is an error, everything else is an error naming repo, branch, status
+  and GitHub's (sanitised, bounded) message.  A 404 on a target is only
+  trusted because the source of the same repo was read successfully in the
+  same call: a repository the token cannot see 404s both.
+* **Writes are never retried blindly** (see :meth:`GitHubForge.advance`): after
+  an unclear answer the target is re-read; at ``new`` → landed, at the old
+  position → one more attempt, anywhere else → a concurrent writer.
+* **Tokens**: reads and the audit comment use ``$GITHUB_TOKEN`` (else
+  ``$GH_TOKEN``); each push uses its service's ``token_env``.  All are checked
+  in :meth:`GitHubForge.from_env` before any request and never printed.
+* **The ref lock** (:class:`GitHubRefLock`) is ``refs/heads/lockstep-lock/<gate>``,
+  created atomically with ``POST git/refs`` (422 if it exists) and deleted on
+  exit.  GitHub keeps no creation time for a ref and lockstep cannot create a
+  commit to hold one (the fake and the contract cover only the endpoints in
+  DESIGN.md), so a lock's age is unknowable: lockstep waits (polling) up to
+  ``lock_timeout``; if it has watched the lock for ``lock_stale_after`` it says
+  the lock is probably stale.  It never breaks a lock by itself: deleting a
+  live run's lock is worse than asking a person to delete a dead one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+
+from lockstep import log
+from lockstep.config import Config, ServiceConfig
+from lockstep.errors import AuditError, ForgeError, LockError, UsageError
+from lockstep.forges.github_http import (
+    DEFAULT_API_URL,
+    GitHubHttp,
+    Redactor,
+    Reply,
+    RetryPolicy,
+    Secret,
+    clean_text,
+)
+from lockstep.model import Heads, PushResult, PushStatus, Sha
+
+__all__ = [
+    "GitHubForge",
+    "GitHubIssueSink",
+    "GitHubRefLock",
+    "RetryPolicy",
+    "parse_repo",
+    "parse_tracker",
+]
+
+READ_TOKEN_VARS = ("GITHUB_TOKEN", "GH_TOKEN")
+LOCK_PREFIX = "lockstep-lock/"
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_REPO_RE = re.compile(rf"({_NAME})/({_NAME})")
+_TRACKER_RE = re.compile(rf"({_NAME})/({_NAME})#([1-9][0-9]{{0,9}})")
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # what an HTTP header value can carry unmangled
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+Role = Literal["source", "target"]
+
+
+def parse_repo(repo: str, where: str = "repo") -> tuple[str, str]:
+    """``owner/name`` → (owner, name); UsageError naming ``where`` otherwise."""
+    match = _REPO_RE.fullmatch(repo)
+    if not match or any(part in (".", "..") for part in match.groups()):
+        raise UsageError(f"{where}: expected a GitHub repository as OWNER/NAME, got {repo!r:.80}")
+    return match.group(1), match.group(2)
+
+
+def parse_tracker(tracker: str) -> tuple[str, str, int]:
+    """``owner/repo#N`` → (owner, repo, N); UsageError otherwise."""
+    match = _TRACKER_RE.fullmatch(tracker.strip())
+    if not match or any(part in (".", "..") for part in match.groups()[:2]):
+        raise UsageError(
+            f"bypass.tracker: expected an issue as OWNER/REPO#NUMBER for the github forge, "
+            f"got {tracker!r:.80}"
+        )
+    return match.group(1), match.group(2), int(match.group(3))
+
+
+def check_branch(name: str, where: str) -> str:
+    """Reject names git would refuse (and that could escape a URL path segment)."""
+    bad = (
+        not name
+        or _BAD_REF_CHARS.search(name) is not None
+        or ".." in name
+        or "@{" in name
+        or "//" in name
+        or name in ("@", "HEAD")
+        or name.startswith(("/", "-", "refs/"))
+        or name.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") for part in name.split("/"))
+    )
+    if bad:
+        raise UsageError(f"{where}: {name!r:.80} is not a valid branch name")
+    return name
+
+
+def _branch_path(owner: str, name: str, branch: str) -> str:
+    return f"/repos/{quote(owner)}/{quote(name)}/branches/{quote(branch, safe='/')}"
+
+
+def _ref_path(owner: str, name: str, branch: str) -> str:
+    return f"/repos/{quote(owner)}/{quote(name)}/git/refs/heads/{quote(branch, safe='/')}"
+
+
+def _short(sha: Sha | None) -> str:
+    return "(missing)" if sha is None else sha.short
+
+
+def _read_token(env: Mapping[str, str]) -> Secret:
+    for var in READ_TOKEN_VARS:
+        value = env.get(var, "").strip()
+        if value:
+            return _checked_token(value, var)
+    raise UsageError(
+        "environment variable GITHUB_TOKEN (or GH_TOKEN) is not set: the github forge reads "
+        "branches and posts the bypass audit comment with it"
+    )
+
+
+def _checked_token(value: str, var: str) -> Secret:
+    if not _TOKEN_RE.fullmatch(value):
+        # An illegal header value would make the HTTP library raise with the value in its text.
+        raise UsageError(f"environment variable {var} holds characters a token cannot contain")
+    return Secret(value, var)
+
+
+class GitHubForge:
+    """Forge over GitHub's REST API with one pooled client per run.
+
+    Build it with :meth:`from_env`; the constructor trusts its arguments.
+    """
+
+    def __init__(
+        self,
+        http: GitHubHttp,
+        *,
+        read_token: Secret,
+        push_tokens: Mapping[str, Secret],
+        repos: Mapping[str, tuple[str, str]],
+    ) -> None:
+        self.http = http
+        self.read_token = read_token
+        self._push_tokens = dict(push_tokens)
+        self._repos = dict(repos)
+
+    @classmethod
+    def from_env(
+        cls,
+        config: Config,
+        env: Mapping[str, str],
+        *,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> GitHubForge:
+        """Check every token, repo and branch name, then build the forge (no request made).
+
+        Raises :class:`UsageError` naming the variable or key at fault, so a
+        bad setup stops the run before anything is touched (exit 2).
+        """
+        read_token = _read_token(env)
+        push_tokens: dict[str, Secret] = {}
+        repos: dict[str, tuple[str, str]] = {}
+        for i, service in enumerate(config.services):
+            where = f"services[{i}] ({service.name})"
+            repos[service.name] = parse_repo(service.repo, f"{where}.repo")
+            check_branch(service.source, f"{where}.source")
+            check_branch(service.target, f"{where}.target")
+            if not service.token_env:
+                raise UsageError(
+                    f"{where}.token_env: required for the github forge (the environment variable "
+                    f"holding a token that may push {service.repo})"
+                )
+            value = env.get(service.token_env, "").strip()
+            if not value:
+                raise UsageError(
+                    f"environment variable {service.token_env} is not set "
+                    f"({where}.token_env: the token that pushes {service.repo})"
+                )
+            push_tokens[service.name] = _checked_token(value, service.token_env)
+        raw_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_API_URL
+        parts = urlsplit(raw_url)
+        if "@" in parts.netloc:
+            raise UsageError("GITHUB_API_URL must not contain credentials (tokens go in GITHUB_TOKEN)")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise UsageError(f"GITHUB_API_URL must be an http(s) URL, got {raw_url!r:.100}")
+        redact = Redactor([read_token.reveal(), *(t.reveal() for t in push_tokens.values())])
+        http = GitHubHttp(
+            raw_url,
+            timeout=config.gate.request_timeout,
+            retry=retry or RetryPolicy(),
+            redact=redact,
+            transport=transport,
+            sleep=sleep,
+        )
+        return cls(http, read_token=read_token, push_tokens=push_tokens, repos=repos)
+
+    def __repr__(self) -> str:
+        return f"GitHubForge({self.http.api_url!r}, repos={sorted(self._repos.values())!r})"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- reads ----------------------------------------------------------------------
+
+    def _repo(self, service: ServiceConfig) -> tuple[str, str]:
+        found = self._repos.get(service.name)
+        return found if found is not None else parse_repo(service.repo)
+
+    async def read_branch(self, repo: tuple[str, str], branch: str, label: str) -> Sha | None:
+        """A branch head, None on 404; ForgeError on anything else (after retries).
+
+        ``label`` names the branch's role in messages ("source branch").
+        """
+        owner, name = repo
+        full = f"{owner}/{name}"
+        what = f"{full}: reading {label} '{branch}'"
+        reply = await self.http.get(_branch_path(owner, name, branch), token=self.read_token, what=what)
+        status = reply.status
+        if status == 200:
+            body = reply.json_object() or {}
+            commit = body.get("commit")
+            sha = commit.get("sha") if isinstance(commit, dict) else None
+            try:
+                return Sha(str(sha))
+            except ValueError:
+                raise ForgeError(
+                    f"{full}: unexpected answer for {label} '{branch}' (HTTP 200 without a valid commit sha)",
+                    status=200,
+                ) from None
+        if status == 404:
+            return None
+        if status is not None and 300 <= status < 400:
+            raise ForgeError(self._redirect_message(full, branch, label, reply), status=status)
+        detail = reply.describe(self.http.redact)
+        if reply.gave_up:
+            detail += f" ({reply.gave_up})"
+        transient = status is None or status >= 500 or status == 429
+        raise ForgeError(
+            f"{full}: cannot read {label} '{branch}': {detail}", status=status, transient=transient
+        )
+
+    def _redirect_message(self, full: str, branch: str, label: str, reply: Reply) -> str:
+        location = reply.header("location") or ""
+        path = urlsplit(location).path
+        marker = "/branches/"
+        if marker in path:
+            renamed = unquote(path.split(marker, 1)[1])
+            to = f"branch {clean_text(renamed, self.http.redact, 120)!r}"
+        else:
+            to = clean_text(location, self.http.redact, 200) or "(no Location header)"
+        return (
+            f"{full}: {label} '{branch}' answered HTTP {reply.status}, a redirect to {to}; "
+            f"lockstep never follows redirects on head lookups (was '{branch}' renamed? "
+            f"update the config)"
+        )
+
+    async def _read(self, service: ServiceConfig, role: Role) -> Sha | None:
+        branch = service.source if role == "source" else service.target
+        return await self.read_branch(self._repo(service), branch, f"{role} branch")
+
+    async def read_heads(self, service: ServiceConfig) -> Heads:
+        """Source and target concurrently; a target 404 is a seed, a source 404 an error."""
+        source, target = await asyncio.gather(
+            self._read(service, "source"), self._read(service, "target"), return_exceptions=True
+        )
+        for result in (source, target):
+            if isinstance(result, BaseException):
+                raise result
+        if source is None:
+            raise ForgeError(
+                f"{service.repo}: source branch '{service.source}' not found (HTTP 404)", status=404
+            )
+        assert isinstance(source, Sha) and (target is None or isinstance(target, Sha))
+        return Heads(source=source, target=target)
+
+    async def read_target(self, service: ServiceConfig) -> Sha | None:
+        return await self._read(service, "target")
+
+    async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
+        """``compare/{ancestor}...{descendant}``: ancestor iff the status is ahead or identical."""
+        owner, name = self._repo(service)
+        label = f"{ancestor.short}...{descendant.short}"
+        reply = await self.http.get(
+            f"/repos/{quote(owner)}/{quote(name)}/compare/{quote(ancestor)}...{quote(descendant)}",
+            token=self.read_token,
+            what=f"{service.repo}: comparing {label}",
+            params={"per_page": "1"},
+        )
+        if reply.status == 200:
+            status = (reply.json_object() or {}).get("status")
+            if status in ("ahead", "identical"):
+                return True
+            if status in ("behind", "diverged"):
+                return False
+            raise ForgeError(
+                f"{service.repo}: unexpected compare status "
+                f"{clean_text(str(status), self.http.redact, 40)!r} for {label}",
+                status=200,
+            )
+        detail = reply.describe(self.http.redact) + (f" ({reply.gave_up})" if reply.gave_up else "")
+        raise ForgeError(
+            f"{service.repo}: cannot compare {label} (for '{service.target}'): {detail}",
+            status=reply.status,
+            transient=reply.status is None or reply.status >= 500,
+        )
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
+        """Fast-forward the target from ``old`` to ``new`` with ``PATCH git/refs`` (``force: false``).
+
+        GitHub's PATCH has no "expected old sha" parameter, so compare-and-swap
+        is approximated: the target is re-read immediately before the PATCH and
+        nothing is sent unless it is still at ``old`` (CONCURRENT otherwise).
+        The residual window between that read and the PATCH is closed only
+        partly by ``force: false``: a writer that moves the target *forward* to
+        a commit that is an ancestor of ``new`` in that window is overtaken
+        (no commit is lost, the target still only moves to this run's ``new``);
+        any other move makes GitHub refuse the PATCH as not a fast-forward.
+        """
+        where = f"{service.repo}: '{service.target}'"
+        try:
+            current = await self.read_target(service)
+        except ForgeError as exc:
+            return PushResult(PushStatus.REJECTED, f"{exc}; no push was sent")
+        if current != old:
+            return PushResult(
+                PushStatus.CONCURRENT,
+                f"{where} is at {_short(current)}, not {old.short} as read earlier in this run: "
+                f"another writer moved it; no push was sent",
+            )
+        owner, name = self._repo(service)
+        return await self._write(
+            service,
+            "PATCH",
+            _ref_path(owner, name, service.target),
+            {"sha": str(new), "force": False},
+            before=old,
+            new=new,
+            ok=200,
+        )
+
+    async def create(self, service: ServiceConfig, new: Sha) -> PushResult:
+        """Seed the missing target with ``POST git/refs``: atomic, 422 if it exists by now."""
+        owner, name = self._repo(service)
+        return await self._write(
+            service,
+            "POST",
+            f"/repos/{quote(owner)}/{quote(name)}/git/refs",
+            {"ref": f"refs/heads/{service.target}", "sha": str(new)},
+            before=None,
+            new=new,
+            ok=201,
+        )
+
+    async def _write(
+        self,
+        service: ServiceConfig,
+        method: str,
+        path: str,
+        body: Mapping[str, object],
+        *,
+        before: Sha | None,
+        new: Sha,
+        ok: int,
+    ) -> PushResult:
+        """Send one write; on anything but a clean success, re-read and classify.
+
+        A 3xx/4xx is a refusal (nothing applied); a 5xx, a timeout or a dropped
+        connection is unclear (it may have applied), so the ref is re-read and
+        the write is repeated once only if the target is provably still at
+        ``before``.
+        """
+        redact = self.http.redact
+        token = self._push_tokens[service.name]
+        target = service.target
+        verb = "advance" if before is not None else "create"
+        where = f"{service.repo}: {verb} '{target}'"
+        outcome = ""
+        for attempt in (1, 2):
+            reply = await self.http.send(method, path, token=token, json_body=body)
+            if reply.status == ok and self._body_sha(reply) in (new, None):
+                return PushResult(PushStatus.LANDED, f"{where} → {new.short}")
+            outcome = reply.describe(redact)
+            refused = reply.status is not None and 300 <= reply.status < 500 and reply.status != ok
+            log.warn(
+                f"{where}: {method} {'refused' if refused else 'gave no clear answer'} "
+                f"({outcome}); re-reading '{target}'"
+            )
+            try:
+                now = await self.read_target(service)
+            except ForgeError as exc:
+                if refused:
+                    return PushResult(
+                        PushStatus.REJECTED, f"{where} refused ({outcome}); re-read also failed: {exc}"
+                    )
+                return PushResult(PushStatus.UNKNOWN, f"{where}: {outcome}; cannot re-read to confirm: {exc}")
+            if now == new:
+                return PushResult(
+                    PushStatus.LANDED, f"{where} → {new.short} (confirmed by re-read after {outcome})"
+                )
+            if now != before:
+                return PushResult(
+                    PushStatus.CONCURRENT,
+                    f"{where}: {outcome}; '{target}' is now at {_short(now)}, neither "
+                    f"{_short(before)} nor {new.short}: another writer moved it",
+                )
+            if refused:
+                return PushResult(
+                    PushStatus.REJECTED,
+                    f"{where} rejected ({outcome}); '{target}' unchanged at {_short(now)}",
+                )
+            if attempt == 1:
+                log.warn(f"{where}: did not land ('{target}' still at {_short(now)}); retrying once")
+        return PushResult(
+            PushStatus.REJECTED,
+            f"{where} did not land after 2 attempts ({outcome}); '{target}' unchanged at {_short(before)}",
+        )
+
+    @staticmethod
+    def _body_sha(reply: Reply) -> str | None:
+        """The ref's sha in a write's answer; None when the body does not say."""
+        obj = (reply.json_object() or {}).get("object")
+        sha = obj.get("sha") if isinstance(obj, dict) else None
+        return sha if isinstance(sha, str) else None
+
+    # -- helpers for the audit sink and the lock ---------------------------------------
+
+    def audit_sink(self, config: Config) -> GitHubIssueSink:
+        """The issue sink for ``[bypass] tracker``; UsageError when it is unset or malformed."""
+        if not config.bypass.tracker:
+            raise UsageError("bypass.tracker: required for a bypass with the github forge (OWNER/REPO#N)")
+        return GitHubIssueSink(self, config.bypass.tracker)
+
+    def ref_lock(self, config: Config, *, poll_interval: float = 5.0) -> GitHubRefLock:
+        """The gate's ref lock in the first service's repo, timed by ``[gate]``."""
+        return GitHubRefLock(
+            self,
+            config.services[0],
+            config.gate.name,
+            config.gate.lock_stale_after,
+            timeout=config.gate.lock_timeout,
+            poll_interval=poll_interval,
+        )
+
+    def push_token(self, service: ServiceConfig) -> Secret:
+        return self._push_tokens[service.name]
+
+    def repo_of(self, service: ServiceConfig) -> tuple[str, str]:
+        return self._repo(service)
+
+
+class GitHubIssueSink:
+    """The bypass audit record as a comment on the tracker issue (``OWNER/REPO#N``).
+
+    The body is the rendered markdown sent as JSON text (the seed's ``-f
+    body=@file`` bug posted a file path instead).  A comment POST is not
+    idempotent, so it is retried only when the connection failed before the
+    request left (cannot duplicate); every other failure is an AuditError,
+    which blocks the bypass.  A lost *response* to a comment that was stored is
+    therefore reported as a failure: a blocked bypass is the safe side.
+    """
+
+    def __init__(self, forge: GitHubForge, tracker: str) -> None:
+        self._forge = forge
+        self.owner, self.repo, self.number = parse_tracker(tracker)
+        self.tracker = f"{self.owner}/{self.repo}#{self.number}"
+
+    def __repr__(self) -> str:
+        return f"GitHubIssueSink({self.tracker!r})"
+
+    @classmethod
+    def from_forge(cls, forge: GitHubForge, tracker: str) -> GitHubIssueSink:
+        """The sink on ``tracker``, sharing the forge's client and read token."""
+        return cls(forge, tracker)
+
+    async def store(self, markdown: str, record: dict[str, object]) -> str:
+        http = self._forge.http
+        path = f"/repos/{quote(self.owner)}/{quote(self.repo)}/issues/{self.number}/comments"
+        reply = await http.send("POST", path, token=self._forge.read_token, json_body={"body": markdown})
+        if reply.not_sent:
+            log.warn(
+                f"audit comment on {self.tracker}: {reply.error}; "
+                f"the connection failed before sending, retrying once"
+            )
+            reply = await http.send("POST", path, token=self._forge.read_token, json_body={"body": markdown})
+        if reply.status == 201:
+            url = (reply.json_object() or {}).get("html_url")
+            if isinstance(url, str) and url.startswith(("https://", "http://")):
+                return clean_text(url, http.redact, 500)
+            return self.tracker
+        raise AuditError(
+            f"cannot post the bypass audit comment to {self.tracker}: {reply.describe(http.redact)}"
+        )
+
+
+class GitHubRefLock:
+    """``refs/heads/lockstep-lock/<gate>`` in a service's repo, held for one run.
+
+    Created with ``POST git/refs`` (atomic: 422 when it exists) pointing at
+    the service's source head, which is any existing commit; deleted on exit
+    with the same service's push token.  A service rather than a bare repo is
+    taken because the lock needs both a commit to point at and a token that
+    may write.  See the module docstring for why the lock's age is unknown.
+    """
+
+    def __init__(
+        self,
+        forge: GitHubForge,
+        service: ServiceConfig,
+        gate_name: str,
+        stale_after: float,
+        *,
+        timeout: float = 1800.0,
+        poll_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._forge = forge
+        self._service = service
+        self.branch = check_branch(LOCK_PREFIX + gate_name, "gate.name (as a lock ref)")
+        self.ref = f"refs/heads/{self.branch}"
+        self.repo = forge.repo_of(service)
+        self.stale_after = stale_after
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._owns_forge = False
+        self.held = False
+
+    @classmethod
+    def for_config(
+        cls, config: Config, env: Mapping[str, str], *, poll_interval: float = 5.0
+    ) -> GitHubRefLock:
+        """A lock with its own forge (closed on exit), for use before the run's forge exists.
+
+        Taken in the first service's repo, timed by ``[gate] lock_timeout`` and
+        ``lock_stale_after``; UsageError (no request made) for a bad setup.
+        """
+        lock = GitHubForge.from_env(config, env).ref_lock(config, poll_interval=poll_interval)
+        lock._owns_forge = True
+        return lock
+
+    def __repr__(self) -> str:
+        return f"GitHubRefLock({self.ref!r} in {'/'.join(self.repo)})"
+
+    @property
+    def _full(self) -> str:
+        return "/".join(self.repo)
+
+    def _held_message(self, watched: float) -> str:
+        owner, name = self.repo
+        return (
+            f"lock held: {self.ref} in {self._full} exists (watched for {watched:.0f}s); "
+            f"delete it if no lockstep run is active "
+            f"(gh api -X DELETE repos/{owner}/{name}/git/refs/heads/{self.branch})"
+        )
+
+    async def _holder(self) -> Sha | None:
+        try:
+            return await self._forge.read_branch(self.repo, self.branch, "lock")
+        except ForgeError as exc:
+            raise LockError(f"cannot read the lock {self.ref}: {exc}") from None
+
+    async def acquire(self) -> None:
+        forge, http = self._forge, self._forge.http
+        owner, name = self.repo
+        path = f"/repos/{quote(owner)}/{quote(name)}/git/refs"
+        start = self._clock()
+        first_seen: float | None = None
+        vanished = 0
+        while True:
+            try:
+                sha = await forge.read_branch(self.repo, self._service.source, "source branch")
+            except ForgeError as exc:
+                raise LockError(f"cannot take the lock {self.ref}: {exc}") from None
+            if sha is None:
+                raise LockError(
+                    f"cannot take the lock {self.ref}: {self._full} has no branch "
+                    f"'{self._service.source}' to point it at"
+                )
+            reply = await http.send(
+                "POST",
+                path,
+                token=forge.push_token(self._service),
+                json_body={"ref": self.ref, "sha": str(sha)},
+            )
+            if reply.status == 201:
+                self.held = True
+                log.info(f"lock taken: {self.ref} in {self._full}")
+                return
+            outcome = reply.describe(http.redact)
+            holder = await self._holder()
+            refused = reply.status is not None and reply.status < 500
+            if holder is None and refused:
+                # A 422 with no lock to be seen may be a holder releasing between our POST
+                # and our read: try again, a bounded number of times.
+                vanished += 1
+                if reply.status != 422 or vanished >= 3:
+                    raise LockError(f"cannot create the lock {self.ref} in {self._full}: {outcome}")
+                continue
+            if holder is not None and not refused:
+                # It may be ours (the answer was lost) or another run's: nobody can tell.
+                raise LockError(
+                    f"cannot confirm who holds the lock {self.ref} in {self._full} after {outcome}; "
+                    f"delete it if no lockstep run is active"
+                )
+            if holder is not None:
+                now = self._clock()
+                first_seen = now if first_seen is None else first_seen
+                watched = now - first_seen
+                if watched >= self.stale_after:
+                    raise LockError(
+                        self._held_message(watched)
+                        + f"; it has existed for longer than lock_stale_after ({self.stale_after:g}s), "
+                        f"so it is probably stale"
+                    )
+                if watched == 0:
+                    log.info(f"waiting for the lock {self.ref} in {self._full} (another run holds it)")
+            if self._clock() - start >= self.timeout:
+                if holder is None:
+                    raise LockError(f"cannot create the lock {self.ref} in {self._full}: {outcome}")
+                raise LockError(
+                    self._held_message(self._clock() - (start if first_seen is None else first_seen))
+                    + f"; gave up after lock_timeout ({self.timeout:g}s)"
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    async def release(self) -> None:
+        """Delete the lock; failures are warnings (the run's result stands) with the fix."""
+        if not self.held:
+            return
+        self.held = False
+        forge, http = self._forge, self._forge.http
+        owner, name = self.repo
+        reply = await http.send(
+            "DELETE", _ref_path(owner, name, self.branch), token=forge.push_token(self._service)
+        )
+        if reply.status == 204:
+            log.info(f"lock released: {self.ref} in {self._full}")
+            return
+        outcome = reply.describe(http.redact)
+        try:
+            gone = await forge.read_branch(self.repo, self.branch, "lock") is None
+        except ForgeError:
+            gone = False  # unknown: warn as if it were still there
+        if gone:
+            log.info(f"lock released: {self.ref} in {self._full} is gone ({outcome})")
+            return
+        log.warn(
+            f"could not delete the lock {self.ref} in {self._full} ({outcome}); the next run will wait "
+            f"for it: gh api -X DELETE repos/{owner}/{name}/git/refs/heads/{self.branch}"
+        )
+
+    async def __aenter__(self) -> GitHubRefLock:
+        try:
+            await self.acquire()
+        except BaseException:
+            if self._owns_forge:
+                await self._forge.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.release()
+        finally:
+            if self._owns_forge:
+                await self._forge.aclose()
