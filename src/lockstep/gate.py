@@ -185,7 +185,8 @@ class Gate:
                 await self._step(report, "health", self._health)
                 await self._step(report, "version", self._versions)
                 for check in cfg.checks:
-                    await self._step(report, f"check {check.name}", functools.partial(self._check, check, report))
+                    work = functools.partial(self._check, check, report)
+                    await self._step(report, f"check {check.name}", work)
                 await self._step(report, "preflight", self._preflight)
         except (_Blocked, ForgeError, AuditError) as exc:
             report.result = Result.BLOCKED
