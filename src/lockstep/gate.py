@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from lockstep import log
+from lockstep import actions, log
 from lockstep.audit import AuditRecord, AuditService, render_markdown
 from lockstep.checks import check_environment, run_check
 from lockstep.config import CheckConfig, Config, ServiceConfig
@@ -97,26 +97,27 @@ class Gate:
     # -- helpers ---------------------------------------------------------------
 
     async def _step(self, report: Report, name: str, work: Callable[[], Awaitable[T]]) -> T:
-        """Run one step, recording its outcome and duration even when it fails."""
-        log.info(f"▶ {name}")
-        start = time.monotonic()
-        step = StepReport(name=name, status=StepStatus.PASSED)
-        report.steps.append(step)
-        try:
-            return await work()
-        except asyncio.CancelledError:
-            step.status = StepStatus.CANCELLED
-            step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
-            raise
-        except (_Blocked, ForgeError, AuditError) as exc:
-            step.status = StepStatus.FAILED
-            step.detail = str(exc)
-            raise
-        finally:
-            step.seconds = round(time.monotonic() - start, 3)
-            mark = {"passed": "✓", "failed": "✗", "cancelled": "✗"}.get(step.status, "·")
-            log.info(f"{mark} {name} {step.status} in {step.seconds:.1f}s" + (
-                f": {step.detail}" if step.detail and step.status != StepStatus.PASSED else ""))
+        """Run one step (one log group in Actions), recording its outcome and duration even on failure."""
+        with actions.group(f"▶ {name}", env=self.env):
+            start = time.monotonic()
+            step = StepReport(name=name, status=StepStatus.PASSED)
+            report.steps.append(step)
+            try:
+                return await work()
+            except asyncio.CancelledError:
+                step.status = StepStatus.CANCELLED
+                step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
+                raise
+            except (_Blocked, ForgeError, AuditError) as exc:
+                step.status = StepStatus.FAILED
+                step.detail = str(exc)
+                raise
+            finally:
+                step.seconds = round(time.monotonic() - start, 3)
+                mark = {"passed": "✓", "failed": "✗", "cancelled": "✗"}.get(step.status, "·")
+                failed = step.detail and step.status != StepStatus.PASSED
+                log.info(f"{mark} {name} {step.status} in {step.seconds:.1f}s" + (
+                    f": {step.detail}" if failed else ""))
 
     def _svc(self, report: Report, service: ServiceConfig) -> ServiceReport:
         return next(s for s in report.services if s.name == service.name)
@@ -248,7 +249,8 @@ class Gate:
     async def _check(self, check: CheckConfig, report: Report) -> None:
         shas = {s.slug: self._heads[s.name].source for s in self.config.services}
         env = check_environment(self.env, check, shas, self._secret_vars)
-        result = await run_check(check, env=env, cwd=self.config.base_dir)
+        with actions.stop_commands(env=self.env):  # check output is untrusted: no workflow commands
+            result = await run_check(check, env=env, cwd=self.config.base_dir)
         report.steps[-1].output_tail = result.output_tail
         if not result.ok:
             raise _Blocked(result.detail)
