@@ -208,7 +208,8 @@ def test_concurrent_writer_between_resolve_and_push_is_caught(world: GitWorld, t
 
 def test_sigterm_between_pushes_reports_real_positions(world: GitWorld) -> None:
     marker = world.root / "alpha-pushed"
-    world.hook("alpha", "post-receive", f"touch {marker}; sleep 1.5")
+    world.hook("alpha", "post-receive",
+               f'while read o n r; do if [ "$r" = refs/heads/prod ]; then touch {marker}; sleep 1.5; fi; done')
     world.config()
     proc = world.start("run")
     deadline = time.monotonic() + 30

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from lockstep.audit import AuditRecord, AuditService, render_markdown
 from lockstep.checks import check_environment, run_check
 from lockstep.config import CheckConfig, Config, ServiceConfig
 from lockstep.errors import AuditError, ForgeError
-from lockstep.forges.base import AuditSink, Forge
+from lockstep.forges.base import AuditSink, Forge, RecordStore
 from lockstep.model import (
     Action,
     Heads,
@@ -37,6 +38,7 @@ from lockstep.model import (
     StepStatus,
 )
 from lockstep.probes import verify_versions, wait_healthy
+from lockstep.records import Phase, PromotionRecord, RecordService
 
 T = TypeVar("T")
 
@@ -53,6 +55,7 @@ class RunOptions:
     justification: str | None = None
     actor: str = "unknown"
     run_url: str | None = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Gate:
         audit_sink: Callable[[], AuditSink] | None = None,
         secret_vars: frozenset[str] = frozenset(),
         cancellation: Cancellation | None = None,
+        records: RecordStore | None = None,
     ) -> None:
         self.config = config
         self.forge = forge
@@ -90,6 +94,8 @@ class Gate:
         self._audit_sink = audit_sink
         self._secret_vars = secret_vars
         self.cancellation = cancellation or Cancellation()
+        self._records = records
+        self._options = RunOptions()
         self._heads: dict[str, Heads] = {}
         self._report: Report | None = None
         self.promoting = False  # once True, signals stop new pushes but never interrupt one
@@ -139,6 +145,8 @@ class Gate:
             ServiceReport(name=s.name, repo=s.repo, source=s.source, target=s.target) for s in cfg.services
         ]
         self._report = report
+        self._options = options
+        report.run_id = options.run_id
         try:
             await self._run(report, options)
         except asyncio.CancelledError:
@@ -308,6 +316,7 @@ class Gate:
 
     async def _promote(self, report: Report, pending: list[ServiceConfig]) -> None:
         self.promoting = True
+        await self._record(report, "started")
         step = StepReport(name="promote", status=StepStatus.PASSED)
         report.steps.append(step)
         start = time.monotonic()
@@ -355,6 +364,40 @@ class Gate:
                 svc.outcome = Outcome.UNCHANGED
         await self._verify(report)
         self._decide(report, failed is not None or cancelled)
+        await self._record(report, "finished")
+
+    async def _record(self, report: Report, phase: Phase) -> None:
+        """Write the promotion record; a failure is a warning and never blocks or undoes a push."""
+        if self._records is None:
+            return
+        record = PromotionRecord(
+            gate=self.config.gate.name,
+            run_id=report.run_id,
+            time=utc_now(),
+            actor=report.actor,
+            mode=report.mode,
+            phase=phase,
+            run_url=report.run_url,
+            audit=report.audit.location,
+            result=report.result.value if phase == "finished" else None,
+            services=tuple(
+                RecordService(
+                    name=s.name,
+                    repo=s.repo,
+                    target=s.target,
+                    old_sha=self._heads[s.name].target,
+                    new_sha=self._heads[s.name].source,
+                    outcome=self._svc(report, s).outcome.value if phase == "finished" else "pending",
+                )
+                for s in self.config.services
+            ),
+        )
+        try:
+            report.record = await self._records.write(record)
+        except (ForgeError, OSError) as exc:
+            warning = f"could not write the {phase} promotion record to {self._records.location}: {exc}"
+            report.warnings.append(warning)
+            log.warn(warning)
 
     async def _verify(self, report: Report) -> None:
         """Re-read every target that was read, so the report states real positions."""

@@ -169,6 +169,8 @@ class Report:
     messages: list[str] = field(default_factory=list)
     runbook_url: str | None = None
     warnings: list[str] = field(default_factory=list)
+    run_id: str = ""
+    record: str | None = None  # where the promotion record was written
 
     @property
     def exit_code(self) -> int:

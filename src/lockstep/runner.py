@@ -20,7 +20,7 @@ from lockstep import actions, log
 from lockstep.audit import FileAuditSink, validate_actor, validate_justification
 from lockstep.config import Config
 from lockstep.errors import LockstepError, UsageError
-from lockstep.forges.base import AuditSink, Forge
+from lockstep.forges.base import AuditSink, Forge, RecordStore
 from lockstep.gate import Cancellation, Gate, RunOptions
 from lockstep.lock import local_lock
 from lockstep.model import Report, Result
@@ -43,6 +43,7 @@ class Wiring:
     forge: Forge
     audit_sink: Callable[[], AuditSink] | None
     secret_vars: frozenset[str]
+    records: RecordStore | None = None
 
 
 def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
@@ -64,11 +65,13 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
         return Wiring(forge, github_sink, secret_vars)
 
     from lockstep.forges.git import GitForge
+    from lockstep.forges.git_records import GitRecordStore
 
     path = config.tracker_path()
     git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
     secret_vars = frozenset(s.token_env for s in config.services if s.token_env)
-    return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars)
+    records = GitRecordStore(git_forge, config.services[0], config.gate.name)
+    return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars, records)
 
 
 def refuse_secrets_in_checks(config: Config, secret_vars: frozenset[str], env: Mapping[str, str]) -> None:
@@ -143,6 +146,7 @@ async def _run_async(config: Config, options: RunOptions, wiring: Wiring, env: M
         audit_sink=wiring.audit_sink,
         secret_vars=wiring.secret_vars,
         cancellation=cancellation,
+        records=wiring.records,
     )
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()

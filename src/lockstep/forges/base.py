@@ -13,6 +13,7 @@ from typing import Protocol
 
 from lockstep.config import ServiceConfig
 from lockstep.model import Heads, PushResult, Sha
+from lockstep.records import PromotionRecord
 
 
 class Forge(Protocol):
@@ -47,6 +48,13 @@ class Forge(Protocol):
         """Create the missing target at ``new``; fails if it exists by now."""
         ...
 
+    async def rewind(self, service: ServiceConfig, current: Sha, to: Sha) -> PushResult:
+        """Move the target back from ``current`` to ``to``: only ``reconcile --rollback`` does this.
+
+        Compare-and-swap on ``current``; classified like ``advance``.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections and temporary state."""
         ...
@@ -57,4 +65,21 @@ class AuditSink(Protocol):
 
     async def store(self, markdown: str, record: dict[str, object]) -> str:
         """Store the record; return where it went (URL or path). Raise AuditError on failure."""
+        ...
+
+
+class RecordStore(Protocol):
+    """Where promotion records live (see :mod:`lockstep.records`)."""
+
+    @property
+    def location(self) -> str:
+        """A human description of where records go."""
+        ...
+
+    async def write(self, record: PromotionRecord) -> str:
+        """Append a record; return where it went. Raise ForgeError on failure."""
+        ...
+
+    async def read_all(self) -> list[PromotionRecord]:
+        """Every record, oldest first."""
         ...

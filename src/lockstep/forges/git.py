@@ -81,19 +81,21 @@ class GitForge:
             return repo
         return str((self._base_dir / repo).resolve())
 
-    async def _git(self, args: Sequence[str], *, cwd: Path | None = None) -> GitResult:
+    async def _git(
+        self, args: Sequence[str], *, cwd: Path | None = None, input: bytes | None = None
+    ) -> GitResult:
         proc = await asyncio.create_subprocess_exec(
             "git",
             *args,
             cwd=cwd,
             env=self._env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if input is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self._timeout)
+            out, err = await asyncio.wait_for(proc.communicate(input), self._timeout)
         except (TimeoutError, asyncio.CancelledError):
             if proc.returncode is None:
                 proc.kill()
@@ -163,8 +165,15 @@ class GitForge:
         if res.code != 0 and "couldn't find remote ref" in res.err:
             # the target may not exist (seed): fetch the source alone
             res = await self._git(
-                ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
-                 self.remote(service), specs[0]],
+                [
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--",
+                    self.remote(service),
+                    specs[0],
+                ],
                 cwd=cache,
             )
         if res.code != 0:
@@ -204,6 +213,11 @@ class GitForge:
     async def create(self, service: ServiceConfig, new: Sha) -> PushResult:
         await self._fetch(service, [new])
         return await self._push(service, None, new)
+
+    async def rewind(self, service: ServiceConfig, current: Sha, to: Sha) -> PushResult:
+        """Move the target *backwards* from ``current`` to ``to`` (rollback only), leased on ``current``."""
+        await self._fetch(service, [current, to])
+        return await self._push(service, current, to)
 
     async def _push(self, service: ServiceConfig, old: Sha | None, new: Sha) -> PushResult:
         cache = await self._fetch(service, [new])

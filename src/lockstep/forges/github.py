@@ -339,6 +339,16 @@ class GitHubForge:
         (no commit is lost, the target still only moves to this run's ``new``);
         any other move makes GitHub refuse the PATCH as not a fast-forward.
         """
+        return await self._patch(service, old, new, force=False)
+
+    async def rewind(self, service: ServiceConfig, current: Sha, to: Sha) -> PushResult:
+        """Move the target back to ``to`` (``reconcile --rollback`` only): the one ``force: true`` PATCH.
+
+        Guarded like ``advance``: nothing is sent unless the target is still at ``current``.
+        """
+        return await self._patch(service, current, to, force=True)
+
+    async def _patch(self, service: ServiceConfig, old: Sha, new: Sha, *, force: bool) -> PushResult:
         where = f"{service.repo}: '{service.target}'"
         try:
             current = await self.read_target(service)
@@ -355,7 +365,7 @@ class GitHubForge:
             service,
             "PATCH",
             _ref_path(owner, name, service.target),
-            {"sha": str(new), "force": False},
+            {"sha": str(new), "force": force},
             before=old,
             new=new,
             ok=200,
