@@ -91,7 +91,8 @@ def cli() -> None:
       lockstep demo                 a real gate in a throwaway sandbox
       lockstep plan                 what `run` would do, without doing it
       lockstep run                  one gate run
-      lockstep status               where every target stands
+      lockstep status               where every target stands (consistent / split / drifted)
+      lockstep reconcile            finish or undo a split promotion
     """
 
 
@@ -129,7 +130,7 @@ def run(config_path: Path | None, skip_gate: bool, justification: str | None, ac
 
     config = _load(config_path)
     request = RunRequest(skip_gate=skip_gate, justification=justification, actor=actor,
-                         json_out=json_out, report_path=report_path)
+                         json_out=json_out, report_path=report_path, config_path=config_path)
     return execute_run(config, request, os.environ)
 
 
@@ -158,46 +159,94 @@ def plan(config_path: Path | None) -> int:
     return plan_exit_code(rows)
 
 
-@cli.command(epilog="Exit codes: 0 in step or pending promotion; 3 a target diverged or is unreadable; "
-             "2 configuration error.")
+@cli.command(epilog="Exit codes: 0 consistent; 3 split, drifted or unknown; 2 configuration error.")
 @config_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 @_errors(internal_code=1)
 def status(config_path: Path | None, json_out: bool) -> int:
-    """Show each service's source and target heads and the overall verdict.
+    """Show where every target stands and whether they form one promoted set.
+
+    Per service: source and target heads and the target's relation to its
+    source (equal, behind, diverged, missing). Then one verdict, from the
+    promotion records lockstep keeps in the forge:
 
     \b
-    Verdicts:
-      in step            every target equals its source
-      pending promotion  some targets are behind their source (run would advance them)
-      diverged           a target is not an ancestor of its source (moved outside lockstep)
-      unknown            a head could not be read
+      consistent  every target is at the shas of one recorded promotion
+                  (or lockstep never promoted this gate)
+      split       a promotion advanced some targets but not others; the
+                  exact `lockstep reconcile` command is printed
+      drifted     a target moved outside lockstep since the last record
+      unknown     a head or the records could not be read
     """
     import asyncio
     import json
 
-    from lockstep.plan import build_plan, render_plan, verdict
+    from lockstep.plan import build_status, render_status
     from lockstep.runner import build_forge
 
     config = _load(config_path)
-    rows = asyncio.run(build_plan(config, build_forge(config, os.environ).forge))
-    v = verdict(rows)
+    wiring = build_forge(config, os.environ)
+    result = asyncio.run(build_status(config, wiring.forge, wiring.records))
+    a = result.assessment
     if json_out:
         click.echo(json.dumps({
             "gate": config.gate.name,
-            "verdict": v,
+            "verdict": a.verdict,
+            "explanation": a.explanation,
+            "record": a.record.to_json() if a.record else None,
             "services": [{
                 "name": r.service.name, "repo": r.service.repo,
                 "source": r.service.source, "target": r.service.target,
                 "source_sha": r.heads.source if r.heads else None,
                 "target_sha": r.heads.target if r.heads else None,
                 "relation": r.relation, "error": r.error,
-            } for r in rows],
+                "position": next(s.position for s in a.standings if s.name == r.service.name),
+            } for r in result.rows],
         }, indent=2))
     else:
-        click.echo(render_plan(rows))
-        click.echo(f"verdict: {v}")
-    return 3 if v in ("diverged", "unknown") else 0
+        click.echo(render_status(result, str(config_path or "lockstep.toml")))
+    return 0 if a.verdict == "consistent" else 3
+
+
+@cli.command(epilog=EXIT_CODES)
+@config_option
+@click.option("--forward", "direction", flag_value="forward", help="Finish the latest recorded promotion.")
+@click.option("--rollback", "direction", flag_value="rollback",
+              help="Move the targets it advanced back (needs [recovery] allow_rollback = true).")
+@click.option("--justification", metavar="TEXT", help="Why; stored in the audit record before any push.")
+@click.option("--recheck", is_flag=True,
+              help="--forward only: re-run health, version and checks for the recorded shas "
+              "instead of auditing.")
+@click.option("--actor", metavar="NAME",
+              help="Who runs this (default: $GITHUB_ACTOR in Actions, else your user).")
+@click.option("--json", "json_out", is_flag=True, help="Print the JSON report on stdout.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the JSON report to this file.")
+@_errors(internal_code=3)
+def reconcile(config_path: Path | None, direction: str | None, justification: str | None, recheck: bool,
+              actor: str | None, json_out: bool, report_path: Path | None) -> int:
+    """Repair a split: finish (--forward) or undo (--rollback) the latest recorded promotion.
+
+    Reads the latest promotion record and every target fresh. A target that
+    moved since the record is never touched (the command refuses). Pushes are
+    compare-and-swap and verified like `run`; an audit record is stored first.
+
+    \b
+    Examples:
+      lockstep reconcile --forward --justification "finish run 4f2a: beta push was refused by a rule"
+      lockstep reconcile --forward --recheck
+      lockstep reconcile --rollback --justification "undo run 4f2a: beta cannot ship today"
+    """
+    from lockstep.errors import UsageError
+    from lockstep.runner import RunRequest, execute_reconcile
+
+    if direction is None:
+        raise UsageError("say --forward or --rollback")
+    config = _load(config_path)
+    request = RunRequest(justification=justification, actor=actor, json_out=json_out,
+                         report_path=report_path, config_path=config_path)
+    return execute_reconcile(config, request, "forward" if direction == "forward" else "rollback",
+                             recheck, os.environ)
 
 
 @cli.command()

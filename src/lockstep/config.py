@@ -84,6 +84,11 @@ class BypassConfig(_Strict):
     allowed_actors: tuple[str, ...] = ()
 
 
+class RecoveryConfig(_Strict):
+    allow_rollback: bool = False
+    on_split: Literal["report", "rollback"] = "report"
+
+
 class ServiceConfig(_Strict):
     name: Name
     repo: Annotated[str, Field(min_length=1)]
@@ -117,6 +122,7 @@ class Config(_Strict):
     bypass: BypassConfig = BypassConfig()
     services: Annotated[tuple[ServiceConfig, ...], Field(min_length=1)]
     checks: tuple[CheckConfig, ...] = ()
+    recovery: RecoveryConfig = RecoveryConfig()
     base_dir: Path = Path(".")
 
     @model_validator(mode="after")
@@ -131,6 +137,11 @@ class Config(_Strict):
                 if n.lower() in seen:
                     raise ValueError(f"duplicate name {n!r} in {what}")
                 seen.add(n.lower())
+        if self.recovery.on_split == "rollback":
+            if not self.recovery.allow_rollback:
+                raise ValueError('recovery.on_split = "rollback" needs recovery.allow_rollback = true')
+            if not self.bypass.tracker:
+                raise ValueError('recovery.on_split = "rollback" needs bypass.tracker for its audit record')
         return self
 
     def tracker_path(self) -> Path | None:

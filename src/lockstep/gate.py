@@ -56,6 +56,7 @@ class RunOptions:
     actor: str = "unknown"
     run_url: str | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    mode: str | None = None  # default: "bypass" with skip_gate, else "gate"
 
 
 @dataclass
@@ -134,7 +135,7 @@ class Gate:
         cfg = self.config
         report = Report(
             gate=cfg.gate.name,
-            mode="bypass" if options.skip_gate else "gate",
+            mode=options.mode or ("bypass" if options.skip_gate else "gate"),
             actor=options.actor,
             run_url=options.run_url,
             started_at=utc_now(),
@@ -168,7 +169,7 @@ class Gate:
         cfg = self.config
         try:
             await self._step(report, "resolve", self._resolve)
-        except ForgeError as exc:
+        except (ForgeError, _Blocked) as exc:
             report.result = Result.BLOCKED
             report.messages.append(f"resolve failed: {exc}")
             return
@@ -216,18 +217,30 @@ class Gate:
                     raise result
                 errors.append(str(result))
                 continue
-            self._heads[service.name] = result
-            svc = self._svc(self._require_report(), service)
-            svc.source_sha = result.source
-            svc.old_target_sha = result.target
-            svc.final_target_sha = result.target
-            svc.action = result.action(True)
-            log.info(
-                f"  {service.name}: {service.source}={result.source.short} "
-                f"{service.target}={result.target.short if result.target else '(missing: seed)'}"
-            )
+            self._set_heads(service, result)
         if errors:
             raise ForgeError("; ".join(errors))
+
+    def _set_heads(self, service: ServiceConfig, heads: Heads) -> None:
+        self._heads[service.name] = heads
+        svc = self._svc(self._require_report(), service)
+        svc.source_sha = heads.source
+        svc.old_target_sha = heads.target
+        svc.final_target_sha = heads.target
+        svc.action = heads.action(True)
+        log.info(
+            f"  {service.name}: {service.source}={heads.source.short} "
+            f"{service.target}={heads.target.short if heads.target else '(missing: seed)'}"
+        )
+
+    def _order(self, pending: list[ServiceConfig]) -> list[ServiceConfig]:
+        """Push order: config order (reconcile --rollback reverses it)."""
+        return pending
+
+    async def _push_one(self, service: ServiceConfig, heads: Heads) -> PushResult:
+        if heads.target is None:
+            return await self.forge.create(service, heads.source)
+        return await self.forge.advance(service, heads.target, heads.source)
 
     def _require_report(self) -> Report:
         assert self._report is not None
@@ -323,6 +336,7 @@ class Gate:
         log.info("▶ promote")
         failed: ServiceConfig | None = None
         cancelled = False
+        pending = self._order(pending)
         for service in pending:
             if self.cancellation.requested:
                 cancelled = True
@@ -330,10 +344,7 @@ class Gate:
             heads = self._heads[service.name]
             svc = self._svc(report, service)
             try:
-                if heads.target is None:
-                    result = await self.forge.create(service, heads.source)
-                else:
-                    result = await self.forge.advance(service, heads.target, heads.source)
+                result = await self._push_one(service, heads)
             except ForgeError as exc:
                 result = PushResult(PushStatus.UNKNOWN, str(exc))
             if result.status == PushStatus.LANDED:

@@ -46,6 +46,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
+    ROLLED_BACK = "rolled back"
 
 
 class Position(StrEnum):
@@ -171,6 +172,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     run_id: str = ""
     record: str | None = None  # where the promotion record was written
+    fix_command: str | None = None  # the exact command that repairs a split, when there is one
 
     @property
     def exit_code(self) -> int:

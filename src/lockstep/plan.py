@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError
-from lockstep.forges.base import Forge
+from lockstep.forges.base import Forge, RecordStore
 from lockstep.model import Action, Heads
+from lockstep.records import Assessment, PromotionRecord, assess, latest_run
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,54 @@ async def build_plan(config: Config, forge: Forge) -> list[PlanRow]:
         await forge.aclose()
 
 
+@dataclass
+class Status:
+    rows: list[PlanRow]
+    assessment: Assessment
+    records_error: str | None = None
+
+
+async def build_status(config: Config, forge: Forge, records: RecordStore | None) -> Status:
+    """Heads, relations and the verdict from the promotion records (read-only)."""
+    try:
+        rows_task = asyncio.gather(*(_row(forge, s) for s in config.services))
+        error = None
+        history: list[PromotionRecord] = []
+        if records is not None:
+            try:
+                history = await records.read_all()
+            except ForgeError as exc:
+                error = f"cannot read the promotion records in {records.location}: {exc}"
+        rows = list(await rows_task)
+    finally:
+        await forge.aclose()
+    targets = {r.service.name: (r.heads.target if r.heads else None) for r in rows}
+    unreadable = [r.service.name for r in rows if r.error]
+    assessment = assess(latest_run(history), targets, unreadable)
+    if error:
+        assessment.verdict, assessment.explanation = "unknown", error
+    return Status(rows, assessment, error)
+
+
+def render_status(status: Status, config_path: str) -> str:
+    a = status.assessment
+    lines = [render_plan(status.rows), ""]
+    if a.record is not None:
+        lines.append(
+            f"last promotion record: run {a.record.run_id} ({a.record.time}, {a.record.mode}, "
+            f"by {a.record.actor}, {a.record.phase})"
+        )
+    lines.append(f"verdict: {a.verdict}: {a.explanation}")
+    if a.verdict == "split":
+        lines.append(
+            f'to finish it:   lockstep reconcile --forward --config {config_path} --justification "<why>"'
+        )
+        lines.append(
+            f'to undo it:     lockstep reconcile --rollback --config {config_path} --justification "<why>"'
+        )
+    return "\n".join(lines)
+
+
 def _short(heads: Heads | None, which: str) -> str:
     if heads is None:
         return "?"
@@ -74,14 +123,3 @@ def render_plan(rows: list[PlanRow]) -> str:
 def plan_exit_code(rows: list[PlanRow]) -> int:
     """0 when ``run`` could proceed (or no-op); 1 when a read failed or a target is not a fast-forward."""
     return 1 if any(r.error or r.action == Action.NOT_FAST_FORWARD for r in rows) else 0
-
-
-def verdict(rows: list[PlanRow]) -> str:
-    relations = {r.relation for r in rows}
-    if "unreadable" in relations:
-        return "unknown"
-    if "diverged" in relations:
-        return "diverged"
-    if relations == {"equal"}:
-        return "in step"
-    return "pending promotion"

@@ -12,18 +12,26 @@ import contextlib
 import getpass
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lockstep import actions, log
 from lockstep.audit import FileAuditSink, validate_actor, validate_justification
 from lockstep.config import Config
-from lockstep.errors import LockstepError, UsageError
+from lockstep.errors import ForgeError, LockstepError, UsageError
 from lockstep.forges.base import AuditSink, Forge, RecordStore
 from lockstep.gate import Cancellation, Gate, RunOptions
 from lockstep.lock import local_lock
 from lockstep.model import Report, Result
+from lockstep.reconcile import (
+    Direction,
+    ReconcileGate,
+    reconcile_command,
+    record_from_report,
+    rename_outcomes,
+)
+from lockstep.records import latest_run
 from lockstep.report import render_json, render_markdown
 
 
@@ -36,6 +44,7 @@ class RunRequest:
     actor: str | None = None
     json_out: bool = False
     report_path: Path | None = None
+    config_path: Path | None = None
 
 
 @dataclass
@@ -137,47 +146,64 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
         yield
 
 
-async def _run_async(config: Config, options: RunOptions, wiring: Wiring, env: Mapping[str, str]) -> Report:
-    cancellation = Cancellation()
-    gate = Gate(
-        config,
-        wiring.forge,
-        env=env,
-        audit_sink=wiring.audit_sink,
-        secret_vars=wiring.secret_vars,
-        cancellation=cancellation,
-        records=wiring.records,
-    )
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+class _Session:
+    """Runs gates one after another under one lock, turning SIGINT/SIGTERM into a safe stop."""
 
-    def on_signal(signame: str) -> None:
-        first = not cancellation.requested
-        cancellation.signal_name = signame
-        cancellation.event.set()
+    def __init__(self, config: Config, wiring: Wiring, env: Mapping[str, str]) -> None:
+        self.config, self.wiring, self.env = config, wiring, env
+        self.cancellation = Cancellation()
+        self._gate: Gate | None = None
+        self._gate_task: asyncio.Task[Report] | None = None
+        self._main: asyncio.Task[object] | None = None
+
+    def gate(self, cls: type[Gate] = Gate, **kwargs: object) -> Gate:
+        return cls(
+            self.config,
+            self.wiring.forge,
+            env=self.env,
+            audit_sink=self.wiring.audit_sink,
+            secret_vars=self.wiring.secret_vars,
+            cancellation=self.cancellation,
+            records=self.wiring.records,
+            **kwargs,
+        )
+
+    async def run_gate(self, gate: Gate, options: RunOptions) -> Report:
+        self._gate = gate
+        self._gate_task = asyncio.ensure_future(gate.run(options))
+        try:
+            return await self._gate_task
+        finally:
+            self._gate_task = None
+
+    def _on_signal(self, signame: str) -> None:
+        first = not self.cancellation.requested
+        self.cancellation.signal_name = signame
+        self.cancellation.event.set()
         if first:
             log.warn(f"{signame} received: no new push will start; writing the report")
-        if gate_task is None:
-            if task is not None:
-                task.cancel()  # still waiting for the lock
-        elif not gate.promoting:
-            gate_task.cancel()
+        if self._gate_task is None:
+            if self._main is not None:
+                self._main.cancel()  # waiting for the lock, or between gates
+        elif self._gate is not None and not self._gate.promoting:
+            self._gate_task.cancel()
 
-    gate_task: asyncio.Task[Report] | None = None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    try:
-        async with _lock(config, env):
-            gate_task = asyncio.ensure_future(gate.run(options))
-            return await gate_task
-    except asyncio.CancelledError:
-        raise LockstepError(
-            f"cancelled by {cancellation.signal_name} while waiting for the lock; nothing was pushed"
-        ) from None
-    finally:
+    async def run(self, body: Callable[[_Session], Awaitable[list[Report]]]) -> list[Report]:
+        loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await wiring.forge.aclose()
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        try:
+            async with _lock(self.config, self.env):
+                return await body(self)
+        except asyncio.CancelledError:
+            raise LockstepError(
+                f"cancelled by {self.cancellation.signal_name} while waiting for the lock; nothing was pushed"
+            ) from None
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.wiring.forge.aclose()
 
 
 def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
@@ -190,8 +216,70 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
         _check_writable(Path(output_path))
-    report = asyncio.run(_run_async(config, options, wiring, env))
-    return publish(report, config, request, env)
+
+    async def body(session: _Session) -> list[Report]:
+        report = await session.run_gate(session.gate(), options)
+        if report.result != Result.SPLIT:
+            return [report]
+        report.fix_command = reconcile_command(str(request.config_path or "lockstep.toml"))
+        if config.recovery.on_split != "rollback" or session.cancellation.requested:
+            return [report]
+        log.warn('the run left a split and recovery.on_split = "rollback": rolling back now')
+        rollback = RunOptions(
+            skip_gate=True,
+            justification=f"automatic rollback: run {report.run_id} left the targets split",
+            actor=options.actor,
+            run_url=options.run_url,
+            mode="rollback",
+        )
+        gate = session.gate(ReconcileGate, direction="rollback", record=record_from_report(report))
+        return [report, rename_outcomes(await session.run_gate(gate, rollback), "rollback")]
+
+    reports = asyncio.run(_Session(config, wiring, env).run(body))
+    code = publish(reports[0], config, request, env)
+    if len(reports) > 1:
+        rolled = reports[1]
+        sys.stdout.write("\n" + render_markdown(rolled) + "\n")
+        code = 1 if rolled.result == Result.PROMOTED else 3
+    return code
+
+
+def execute_reconcile(
+    config: Config, request: RunRequest, direction: Direction, recheck: bool, env: Mapping[str, str]
+) -> int:
+    """``lockstep reconcile``: finish or roll back the latest recorded promotion."""
+    if direction == "rollback" and not config.recovery.allow_rollback:
+        raise UsageError("reconcile --rollback needs [recovery] allow_rollback = true in the config")
+    if recheck and direction == "rollback":
+        raise UsageError("--recheck only applies to reconcile --forward")
+    if actions.in_actions(env):
+        actions.mask_secrets(env, _token_vars(config), sys.stderr)
+    bypass = not recheck
+    options = resolve_options(
+        config, RunRequest(skip_gate=bypass, justification=request.justification, actor=request.actor), env
+    )
+    options.mode = f"reconcile-{direction}"
+    wiring = build_forge(config, env)
+    if wiring.records is None:
+        raise UsageError(
+            f"the {config.gate.forge} forge keeps no promotion records yet: nothing to reconcile"
+        )
+    refuse_secrets_in_checks(config, wiring.secret_vars, env)
+    records = wiring.records
+
+    async def body(session: _Session) -> list[Report]:
+        latest = latest_run(await records.read_all())
+        if latest is None:
+            raise LockstepError(f"no promotion record in {records.location}: nothing to reconcile")
+        log.info(f"reconciling {direction} to run {latest.run_id} ({latest.time}, {latest.mode})")
+        gate = session.gate(ReconcileGate, direction=direction, record=latest)
+        return [rename_outcomes(await session.run_gate(gate, options), direction)]
+
+    try:
+        reports = asyncio.run(_Session(config, wiring, env).run(body))
+    except ForgeError as exc:
+        raise LockstepError(f"cannot read the promotion records: {exc}") from None
+    return publish(reports[0], config, request, env)
 
 
 def _check_writable(path: Path) -> None:

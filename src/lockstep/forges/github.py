@@ -654,7 +654,10 @@ class GitHubRefLock:
                     self._held_message(self._clock() - (start if first_seen is None else first_seen))
                     + f"; gave up after lock_timeout ({self.timeout:g}s)"
                 )
-            await asyncio.sleep(self.poll_interval)
+            # Never sleep past the deadline: one last attempt is made right at it, so a
+            # short lock_timeout is honoured instead of overrun by a whole poll interval.
+            remaining = self.timeout - (self._clock() - start)
+            await asyncio.sleep(max(0.0, min(self.poll_interval, remaining)))
 
     async def release(self) -> None:
         """Delete the lock; failures are warnings (the run's result stands) with the fix."""

@@ -1,0 +1,132 @@
+"""``lockstep reconcile``: repair a split from the promotion records, with one audited command.
+
+``--forward`` finishes the latest recorded promotion (pushes the targets that
+are still at their recorded old sha to their recorded new sha); ``--rollback``
+moves the targets that advanced back to their recorded old sha.  Both are the
+gate itself with a different resolve step: the heads come from the record and
+the current targets, a target that moved since the record is never touched
+(the run is refused), and every push is compare-and-swap, verified, recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from lockstep.config import ServiceConfig
+from lockstep.errors import ForgeError
+from lockstep.gate import Gate, _Blocked
+from lockstep.model import Heads, Outcome, PushResult, Report, Sha
+from lockstep.records import PromotionRecord, RecordService
+
+Direction = Literal["forward", "rollback"]
+
+
+class ReconcileGate(Gate):
+    """The gate, resolving from a promotion record instead of the source branches."""
+
+    def __init__(
+        self, *args: object, direction: Direction, record: PromotionRecord, **kwargs: object
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.direction = direction
+        self.record = record
+
+    async def _resolve(self) -> None:
+        services = self.config.services
+        results = await asyncio.gather(*(self.forge.read_target(s) for s in services), return_exceptions=True)
+        problems: list[str] = []
+        for service, current in zip(services, results, strict=True):
+            if isinstance(current, BaseException):
+                if not isinstance(current, ForgeError):
+                    raise current
+                problems.append(str(current))
+                continue
+            recorded = self.record.service(service.name)
+            if recorded is None:
+                problems.append(f"{service.name}: not in run {self.record.run_id}'s record")
+                continue
+            heads = self._heads_for(service, recorded, current)
+            if heads is None:
+                problems.append(
+                    f"{service.name}: '{service.target}' is at {current[:7] if current else '(missing)'}, "
+                    f"neither the recorded old ({(recorded.old_sha or '(missing)')[:7]}) nor new "
+                    f"({recorded.new_sha[:7]}) sha of run {self.record.run_id}: it moved since; "
+                    "not touching it"
+                )
+                continue
+            self._set_heads(service, heads)
+        if problems:
+            raise _Blocked("; ".join(problems))
+
+    def _heads_for(self, service: ServiceConfig, rec: RecordService, current: Sha | None) -> Heads | None:
+        """Heads whose 'source' is where this reconcile moves the target; None = moved since."""
+        new, old = Sha(rec.new_sha), Sha(rec.old_sha) if rec.old_sha else None
+        if self.direction == "forward":
+            if current == new:
+                return Heads(new, new)
+            if current == old:
+                return Heads(new, old)
+            return None
+        if current == old and old is not None:
+            return Heads(old, old)
+        if old is None:
+            # a seeded target has no old sha to go back to: left alone (reported by the caller)
+            return Heads(current, current) if current is not None else Heads(new, new)
+        if current == new:
+            return Heads(old, new)
+        return None
+
+    async def _preflight(self) -> None:
+        if self.direction == "forward":
+            await super()._preflight()
+            return
+        # a rollback must be a pure rewind: the recorded old sha is an ancestor of the current target
+        for service in self.config.services:
+            heads = self._heads[service.name]
+            if heads.target is None or heads.target == heads.source:
+                continue
+            if not await self.forge.is_ancestor(service, heads.source, heads.target):
+                raise _Blocked(
+                    f"{service.name}: {heads.source.short} is not an ancestor of {heads.target.short}"
+                )
+
+    def _order(self, pending: list[ServiceConfig]) -> list[ServiceConfig]:
+        return list(reversed(pending)) if self.direction == "rollback" else pending
+
+    async def _push_one(self, service: ServiceConfig, heads: Heads) -> PushResult:
+        if self.direction == "forward":
+            return await super()._push_one(service, heads)
+        assert heads.target is not None
+        return await self.forge.rewind(service, heads.target, heads.source)
+
+
+def rename_outcomes(report: Report, direction: Direction) -> Report:
+    """A rollback's moved targets read "rolled back", not "advanced"."""
+    if direction == "rollback":
+        for svc in report.services:
+            if svc.outcome == Outcome.ADVANCED:
+                svc.outcome = Outcome.ROLLED_BACK
+    return report
+
+
+def record_from_report(report: Report) -> PromotionRecord:
+    """The record of a run that just finished (used by ``on_split = "rollback"``)."""
+    return PromotionRecord(
+        gate=report.gate,
+        run_id=report.run_id,
+        time=report.finished_at or report.started_at,
+        actor=report.actor,
+        mode=report.mode,
+        phase="finished",
+        services=tuple(
+            RecordService(s.name, s.repo, s.target, s.old_target_sha, s.source_sha or "", s.outcome.value)
+            for s in report.services
+            if s.source_sha
+        ),
+    )
+
+
+def reconcile_command(config_path: str, direction: Direction = "forward") -> str:
+    """The exact command printed with a split."""
+    return f'lockstep reconcile --{direction} --config {config_path} --justification "<why>"'
