@@ -275,6 +275,15 @@ def demo(directory: Path | None, scenario: str) -> int:
     return run_demo(directory, scenario)
 
 
+def _register_setup_commands() -> None:
+    from lockstep.cli_setup import register
+
+    register(cli)
+
+
+_register_setup_commands()
+
+
 def main() -> None:
     cli(prog_name="lockstep")
 
