@@ -100,6 +100,12 @@ class Gate:
         self._heads: dict[str, Heads] = {}
         self._report: Report | None = None
         self.promoting = False  # once True, signals stop new pushes but never interrupt one
+        self.finishing = False  # writing the report after a cancellation: never interrupted again
+
+    @property
+    def interruptible(self) -> bool:
+        """Whether a signal may cancel the run outright (only before any write starts)."""
+        return not (self.promoting or self.finishing)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -154,6 +160,7 @@ class Gate:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            self.finishing = True
             report.result = Result.BLOCKED
             report.messages.append(
                 f"cancelled by {self.cancellation.signal_name or 'signal'} before any push"

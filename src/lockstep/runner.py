@@ -155,6 +155,7 @@ class _Session:
         self._gate: Gate | None = None
         self._gate_task: asyncio.Task[Report] | None = None
         self._main: asyncio.Task[object] | None = None
+        self._locked = False
 
     def gate(self, cls: type[Gate] = Gate, **kwargs: object) -> Gate:
         return cls(
@@ -183,9 +184,9 @@ class _Session:
         if first:
             log.warn(f"{signame} received: no new push will start; writing the report")
         if self._gate_task is None:
-            if self._main is not None:
-                self._main.cancel()  # waiting for the lock, or between gates
-        elif self._gate is not None and not self._gate.promoting:
+            if self._main is not None and not self._locked:
+                self._main.cancel()  # still waiting for the lock: nothing has happened
+        elif self._gate is not None and self._gate.interruptible:
             self._gate_task.cancel()
 
     async def run(self, body: Callable[[_Session], Awaitable[list[Report]]]) -> list[Report]:
@@ -195,6 +196,7 @@ class _Session:
             loop.add_signal_handler(sig, self._on_signal, sig.name)
         try:
             async with _lock(self.config, self.env):
+                self._locked = True
                 return await body(self)
         except asyncio.CancelledError:
             raise LockstepError(
