@@ -1,20 +1,27 @@
 """The run's two renderings: the markdown summary people read and the JSON machines read.
 
 The summary only states what the report's re-read positions say: a split
-callout appears only when targets really are split, and the bypass footer
-names exactly what happened to the audit record (the seed's iteration 4 shows
-what a footer that guessed did).
+callout appears only when targets really are split, a "possible split" only
+when the run cannot rule one out, and the bypass footer names exactly what
+happened to the audit record (the seed's iteration 4 shows what a footer that
+guessed did).
+
+Text lockstep does not control (the actor, messages such as git stderr, the
+run URL, config strings) is only ever written through :mod:`lockstep.markdown`
+(a code span or a fence it cannot escape) or as an autolink that was checked
+to be a plain http(s) URL, so it cannot add headings, links or HTML.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 from lockstep import __version__
 from lockstep.markdown import code_block, inline_code, table_cell
-from lockstep.model import Outcome, Report, Result
+from lockstep.model import Outcome, Report, Result, ServiceReport
 
 _HEADLINES = {
     Result.PROMOTED: "✅ promoted",
@@ -25,64 +32,92 @@ _HEADLINES = {
     Result.ERROR: "⛔ error",
 }
 
+# Printable ASCII without space, "<" or ">": nothing that can end an autolink early.
+_SAFE_URL_RE = re.compile(r"https?://[!-;=?-~]+")
+# Branch names shown as plain text: no character markdown or GitHub would turn into
+# emphasis, a link, a mention or a table-cell break (anything else goes in a code span).
+_PLAIN_BRANCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]*")
 
-def _sha(value: str | None) -> str:
-    return inline_code(value[:7]) if value else "(missing)"
+
+def link(url: str) -> str:
+    """An autolink for a plain http(s) URL; anything else is shown inert in a code span."""
+    return f"<{url}>" if _SAFE_URL_RE.fullmatch(url) else inline_code(url)
 
 
 def outcome_text(outcome: Outcome, source_branch: str) -> str:
-    if outcome == Outcome.UNCHANGED:
-        return f"unchanged (already at {source_branch})"
-    return outcome.value
+    """The outcome cell, e.g. ``unchanged (already at main)``, safe inside a table row."""
+    if outcome != Outcome.UNCHANGED:
+        return outcome.value
+    branch = source_branch if _PLAIN_BRANCH_RE.fullmatch(source_branch) else table_cell(source_branch)
+    return f"unchanged (already at {branch})"
+
+
+def _position(svc: ServiceReport, sha: str | None, *, final: bool) -> str:
+    if sha:
+        return inline_code(sha[:7])
+    if svc.source_sha is None:
+        return "–"  # never resolved in this run
+    if final and (svc.did_push or svc.outcome == Outcome.UNKNOWN):
+        return "unknown"  # could not be re-read
+    return "(missing)"
+
+
+def _names(services: list[ServiceReport]) -> str:
+    return ", ".join(inline_code(s.name) for s in services) or "none"
+
+
+def _callout(report: Report) -> list[str]:
+    """The split / possible-split warning (empty for every other result)."""
+    if report.result not in (Result.SPLIT, Result.UNKNOWN):
+        return []
+    in_play = [s for s in report.services if s.outcome != Outcome.UNCHANGED]
+    moved = [s for s in in_play if s.did_push]
+    unknown = [s for s in in_play if not s.did_push and s.outcome == Outcome.UNKNOWN]
+    behind = [s for s in in_play if not s.did_push and s.outcome != Outcome.UNKNOWN]
+    if report.result == Result.SPLIT:
+        text = f"**Split promotion.** Advanced: {_names(moved)}. Not advanced: {_names(behind)}."
+    elif len(in_play) > 1:
+        text = (
+            f"**Possible split.** Position unknown: {_names(unknown)}. Advanced: {_names(moved)}. "
+            f"Not advanced: {_names(behind)}. Check the unknown targets before anything else."
+        )
+    else:  # the only target that had to move is unknown: nothing can be split
+        text = f"**Position unknown:** {_names(unknown)}. Check the target before anything else."
+    lines = [
+        "> [!CAUTION]",
+        f"> {text}",
+        "> Re-running `lockstep run` once the cause is fixed advances the remaining targets "
+        "(the advanced ones are then no-ops).",
+    ]
+    if report.runbook_url:
+        lines.append(f"> Runbook: {link(report.runbook_url)}")
+    return [*lines, ""]
 
 
 def render_markdown(report: Report) -> str:
-    """The summary: headline, per-service table, split callout, messages, bypass footer."""
-    lines = [f"## lockstep {table_cell(report.gate)}: {_HEADLINES[report.result]}", ""]
-    meta = [f"**Mode:** {report.mode}", f"**Actor:** {inline_code(report.actor)}"]
+    """The summary: headline, per-service table, split callout, details, bypass footer."""
+    lines = [f"## lockstep {inline_code(report.gate)}: {_HEADLINES[report.result]}", ""]
+    meta = [f"**Mode:** {inline_code(report.mode)}", f"**Actor:** {inline_code(report.actor)}"]
     if report.run_url:
-        meta.append(f"[run log](<{report.run_url}>)")
+        meta.append(f"**Run:** {link(report.run_url)}")
     lines += [" · ".join(meta), ""]
     lines += ["| service | old target | new target | outcome |", "| --- | --- | --- | --- |"]
     for s in report.services:
-        name = f"{table_cell(s.name)} ({table_cell(s.target)})"
-        lines.append(
-            f"| {name} | {_sha(s.old_target_sha)} | {_sha(s.final_target_sha)} "
-            f"| {outcome_text(s.outcome, s.source)} |"
-        )
+        cells = [
+            f"{table_cell(s.name)} ({table_cell(s.target)})",
+            _position(s, s.old_target_sha, final=False),
+            _position(s, s.final_target_sha, final=True),
+            outcome_text(s.outcome, s.source),
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
     lines.append("")
+    lines += _callout(report)
 
-    if report.result in (Result.SPLIT, Result.UNKNOWN):
-        moved = [s.name for s in report.services if s.did_push]
-        lines.append("> [!CAUTION]")
-        if report.result == Result.SPLIT:
-            behind = [
-                s.name for s in report.services
-                if not s.did_push and s.outcome not in (Outcome.UNCHANGED,)
-            ]
-            lines.append(
-                "> **Split promotion.** Advanced: "
-                + ", ".join(table_cell(n) for n in moved)
-                + ". Not advanced: "
-                + ", ".join(table_cell(n) for n in behind)
-                + "."
-            )
-        else:
-            lines.append(
-                "> **Possible split.** Some targets could not be re-read; check them before anything else."
-            )
-        lines.append(
-            "> Re-running `lockstep run` once the cause is fixed advances the remaining targets "
-            "(the advanced ones are then no-ops)."
-        )
-        if report.runbook_url:
-            lines.append(f"> Runbook: <{report.runbook_url}>")
-        lines.append("")
-
-    if report.messages:
-        lines += ["**Details**", "", code_block("\n".join(report.messages)), ""]
+    details = [*report.messages, *(f"{s.name}: {s.detail}" for s in report.services if s.detail)]
+    if details:
+        lines += ["**Details**", "", code_block("\n".join(details))]
     if report.warnings:
-        lines += ["**Warnings**", "", code_block("\n".join(report.warnings)), ""]
+        lines += ["**Warnings**", "", code_block("\n".join(report.warnings))]
 
     footer = bypass_footer(report)
     if footer:
@@ -91,13 +126,16 @@ def render_markdown(report: Report) -> str:
 
 
 def bypass_footer(report: Report) -> str | None:
-    """An accurate sentence about the audit record, or None when no bypass was asked."""
+    """One accurate sentence about the audit record, or None when no bypass was asked.
+
+    "logged" is said only when the record was stored; every other case says why not.
+    """
     audit = report.audit
     if not audit.requested:
         return None
     if audit.stored:
-        where = inline_code(audit.location or "")
-        return f"**Bypass:** the gate was skipped; the justification was logged at {where} before any push."
+        where = f" at {inline_code(audit.location)}" if audit.location else ""
+        return f"**Bypass:** the gate was skipped; the justification was logged{where} before any push."
     if audit.suppressed_noop:
         return "**Bypass:** requested, but there was nothing to promote, so no audit record was written."
     if audit.error:
@@ -109,6 +147,7 @@ def bypass_footer(report: Report) -> str | None:
 
 
 def _plain(value: Any) -> Any:
+    """JSON-ready data: enums and ``Sha`` become plain ``str``; text always encodes as UTF-8."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
@@ -116,7 +155,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, str):
-        return str(value)
+        # Lone surrogates (undecodable subprocess bytes) would make the report unwritable.
+        return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
     return value
 
 

@@ -332,6 +332,8 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
     sys.stdout.flush()
     for problem in problems:
         log.error(problem)
+    if report.fix_command:
+        log.error(f"the targets are split; to finish the promotion: {report.fix_command}")
     if problems and code == 0 and not any(s.did_push for s in report.services):
         code = 1
     return code
