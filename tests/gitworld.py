@@ -109,7 +109,7 @@ class GitWorld:
 
     def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         cmd = [sys.executable, "-m", "lockstep", *args, "--config", str(self.root / "lockstep.toml"),
-               "--report", str(self.root / "report.json")]
+               "--report", str(self.root / "report-background.json")]
         return subprocess.Popen(cmd, cwd=self.root, env=dict(env or self.env()), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 

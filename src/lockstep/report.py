@@ -74,21 +74,22 @@ def _callout(report: Report) -> list[str]:
     moved = [s for s in in_play if s.did_push]
     unknown = [s for s in in_play if not s.did_push and s.outcome == Outcome.UNKNOWN]
     behind = [s for s in in_play if not s.did_push and s.outcome != Outcome.UNKNOWN]
+    verb = "rolled back" if report.mode.endswith("rollback") else "advanced"
+    done = f"{verb.capitalize()}: {_names(moved)}. Not {verb}: {_names(behind)}."
     if report.result == Result.SPLIT:
-        text = f"**Split promotion.** Advanced: {_names(moved)}. Not advanced: {_names(behind)}."
+        text = f"**Split promotion.** {done}"
     elif len(in_play) > 1:
-        text = (
-            f"**Possible split.** Position unknown: {_names(unknown)}. Advanced: {_names(moved)}. "
-            f"Not advanced: {_names(behind)}. Check the unknown targets before anything else."
-        )
+        text = f"**Possible split.** Position unknown: {_names(unknown)}. {done} Check those first."
     else:  # the only target that had to move is unknown: nothing can be split
         text = f"**Position unknown:** {_names(unknown)}. Check the target before anything else."
-    lines = [
-        "> [!CAUTION]",
-        f"> {text}",
-        "> Re-running `lockstep run` once the cause is fixed advances the remaining targets "
-        "(the advanced ones are then no-ops).",
-    ]
+    lines = ["> [!CAUTION]", f"> {text}"]
+    if report.fix_command:
+        lines.append(f"> To finish the promotion: {inline_code(report.fix_command)}")
+    elif verb == "advanced":
+        lines.append(
+            "> Re-running `lockstep run` once the cause is fixed advances the remaining targets "
+            "(the advanced ones are then no-ops)."
+        )
     if report.runbook_url:
         lines.append(f"> Runbook: {link(report.runbook_url)}")
     return [*lines, ""]
@@ -98,6 +99,8 @@ def render_markdown(report: Report) -> str:
     """The summary: headline, per-service table, split callout, details, bypass footer."""
     lines = [f"## lockstep {inline_code(report.gate)}: {_HEADLINES[report.result]}", ""]
     meta = [f"**Mode:** {inline_code(report.mode)}", f"**Actor:** {inline_code(report.actor)}"]
+    if report.record:
+        meta.append(f"**Record:** {inline_code(report.record)}")
     if report.run_url:
         meta.append(f"**Run:** {link(report.run_url)}")
     lines += [" · ".join(meta), ""]
@@ -141,8 +144,7 @@ def bypass_footer(report: Report) -> str | None:
     if audit.error:
         return "**Bypass blocked:** the audit record could not be stored, so nothing was pushed."
     return (
-        "**Bypass:** requested, but the run stopped before the audit record was written; "
-        "nothing was pushed."
+        "**Bypass:** requested, but the run stopped before the audit record was written; nothing was pushed."
     )
 
 
