@@ -77,6 +77,7 @@ class GateConfig(_Strict):
     lock: Literal["auto", "local", "ref", "none"] = "auto"
     lock_timeout: Duration = 1800.0
     lock_stale_after: Duration = 7200.0
+    records: bool = True
 
 
 class BypassConfig(_Strict):

@@ -71,7 +71,10 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
                 raise UsageError("bypass.tracker is not set: name the issue that receives audit comments")
             return GitHubIssueSink.from_forge(forge, tracker)
 
-        return Wiring(forge, github_sink, secret_vars)
+        from lockstep.forges.github_records import GitHubDeploymentRecordStore
+
+        github_records = GitHubDeploymentRecordStore(forge, config) if config.gate.records else None
+        return Wiring(forge, github_sink, secret_vars, github_records)
 
     from lockstep.forges.git import GitForge
     from lockstep.forges.git_records import GitRecordStore
@@ -79,7 +82,7 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
     path = config.tracker_path()
     git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
     secret_vars = frozenset(s.token_env for s in config.services if s.token_env)
-    records = GitRecordStore(git_forge, config.services[0], config.gate.name)
+    records = GitRecordStore(git_forge, config.services[0], config.gate.name) if config.gate.records else None
     return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars, records)
 
 

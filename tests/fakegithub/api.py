@@ -125,18 +125,23 @@ class World:
     rate: RateLimit = field(default_factory=RateLimit)
     api_versions: frozenset[str] = frozenset({"2022-11-28"})
     next_comment_id: int = 1_900_000_001
+    next_deployment_id: int = 1_200_000_001  # global on GitHub, like every id
+    next_deployment_status_id: int = 3_400_000_001
 
 
 Handler = Callable[["Api", Repo, Token, Request, list[str]], Response]
-_ROUTES: list[tuple[frozenset[str], re.Pattern[str], str, str | None]] = []
+_ROUTES: list[tuple[frozenset[str], re.Pattern[str], Handler, str | None]] = []
 
 
 def route(methods: str, pattern: str, write: str | None = None) -> Callable[[Handler], Handler]:
-    """Register an endpoint; ``write`` names the permission a write needs (contents/issues)."""
+    """Register an endpoint; ``write`` names the permission a write needs (contents/issues/deployments).
+
+    Endpoints may live in other modules (``deployments.py``): the handler itself is stored.
+    """
 
     def register(fn: Handler) -> Handler:
         full = re.compile(r"/repos/([^/]+)/([^/]+)" + pattern)
-        _ROUTES.append((frozenset(methods.split()), full, fn.__name__, write))
+        _ROUTES.append((frozenset(methods.split()), full, fn, write))
         return fn
 
     return register
@@ -215,7 +220,7 @@ class Api:
             who = f"user ID {token.user_id}" if token else "127.0.0.1"
             raise ApiError(403, f"API rate limit exceeded for {who}.")
         rate.remaining -= 1
-        for methods, pattern, name, write in _ROUTES:  # noqa: B007 (used after break)
+        for methods, pattern, handler, write in _ROUTES:  # noqa: B007 (used after break)
             match = pattern.fullmatch(req.path)
             if match is not None and method in methods:
                 break
@@ -232,7 +237,6 @@ class Api:
                 _WRITE_MESSAGE[token.kind],
                 headers={"X-Accepted-GitHub-Permissions": f"{write}=write"},
             )
-        handler: Handler = getattr(Api, name)
         return handler(self, repo, token, req, groups[2:])
 
     def _authenticate(self, header: str | None) -> Token | None:

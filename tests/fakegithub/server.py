@@ -28,6 +28,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
+from tests.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
 from tests.fakegithub.faults import Fault, Injection
 from tests.fakegithub.state import Issue, Repo, Token
 
@@ -369,6 +370,52 @@ class FakeGitHub:
         """repository_dispatch events received: ``{event_type, client_payload}``."""
         with self._lock:
             return copy.deepcopy(self._repo(repo).dispatches)
+
+    def deployments(self, repo: str) -> list[dict[str, Any]]:
+        """Deployments as the API shows them, oldest first, each with ``statuses`` (oldest first) added."""
+        with self._lock:
+            return [
+                copy.deepcopy(d.body) | {"statuses": copy.deepcopy(d.statuses)}
+                for d in self._repo(repo).deployments.values()
+            ]
+
+    def add_deployment(
+        self,
+        repo: str,
+        ref: str,
+        environment: str = "production",
+        payload: object = None,
+        *,
+        states: Iterable[str] = (),
+        description: str = "",
+        login: str = "someone-else",
+        production: bool | None = None,
+    ) -> int:
+        """Store a deployment (and statuses, in order) bypassing the API's rules; returns its id.
+
+        ``ref`` must resolve (sha, branch or tag); ``payload`` None stores ``{}``.
+        """
+        with self._lock:
+            state = self._repo(repo)
+            sha = state.resolve(ref)
+            if sha is None:
+                raise ValueError(f"{repo}: unknown ref {ref!r}")
+            user_id = next(_user_ids)
+            deployment = new_deployment(
+                self._world,
+                state,
+                sha=sha,
+                ref=ref,
+                environment=environment,
+                payload={} if payload is None else payload,
+                description=description,
+                login=login,
+                user_id=user_id,
+                production=production,
+            )
+            for status in states:
+                new_status(self._world, state, deployment, state=status, login=login, user_id=user_id)
+            return deployment.id
 
     # ---- rate limit --------------------------------------------------------------
 

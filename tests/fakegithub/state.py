@@ -69,8 +69,20 @@ class Issue:
 
 
 @dataclass
+class Deployment:
+    """A deployment (``GET .../deployments`` shape in ``body``) and its statuses, newest last."""
+
+    body: dict[str, Any]
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return int(self.body["id"])
+
+
+@dataclass
 class Repo:
-    """A repository: commits, refs by full name (``refs/heads/main``), issues."""
+    """A repository: commits, refs by full name (``refs/heads/main``), issues, deployments."""
 
     full_name: str
     default_branch: str = "main"
@@ -81,6 +93,7 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     issues_enabled: bool = True
     dispatches: list[dict[str, Any]] = field(default_factory=list)
+    deployments: dict[int, Deployment] = field(default_factory=dict)  # by id, creation order
     repo_id: int = field(default_factory=lambda: secrets.randbelow(10**8) + 10**8)
 
     @property
