@@ -78,6 +78,8 @@ class _Blocked(Exception):
 class Gate:
     """Runs resolve → (gate | bypass) → preflight → promote → verify for one config."""
 
+    moved_outcome = Outcome.ADVANCED  # what a target this run moved is called
+
     def __init__(
         self,
         config: Config,
@@ -356,7 +358,7 @@ class Gate:
                 result = PushResult(PushStatus.UNKNOWN, str(exc))
             if result.status == PushStatus.LANDED:
                 svc.did_push = True
-                svc.outcome = Outcome.ADVANCED
+                svc.outcome = self.moved_outcome
                 log.info(f"  ✓ {service.name}: {service.target} → {heads.source.short}")
                 continue
             svc.outcome = Outcome.UNKNOWN if result.status == PushStatus.UNKNOWN else Outcome.FAILED
@@ -439,10 +441,10 @@ class Gate:
             svc.final_target_sha = result
             if result == heads.source and heads.target != heads.source:
                 svc.did_push = True
-                svc.outcome = Outcome.ADVANCED
+                svc.outcome = self.moved_outcome
             elif result == heads.target:
                 svc.did_push = False
-                if svc.outcome in (Outcome.ADVANCED, Outcome.UNKNOWN):
+                if svc.outcome in (self.moved_outcome, Outcome.UNKNOWN):
                     svc.outcome = Outcome.FAILED
             else:
                 svc.did_push = False

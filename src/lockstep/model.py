@@ -173,7 +173,10 @@ class Report:
     run_id: str = ""
     record: str | None = None  # where the promotion record was written
     fix_command: str | None = None  # the exact command that repairs a split, when there is one
+    rollback: Report | None = None  # the automatic rollback that followed a split (recovery.on_split)
 
     @property
     def exit_code(self) -> int:
+        if self.rollback is not None:  # a split undone is a blocked run; one not undone is still split
+            return 1 if self.rollback.result == Result.PROMOTED else 3
         return self.result.exit_code

@@ -31,6 +31,8 @@ class ReconcileGate(Gate):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.direction = direction
         self.record = record
+        if direction == "rollback":
+            self.moved_outcome = Outcome.ROLLED_BACK
 
     async def _resolve(self) -> None:
         services = self.config.services
@@ -99,15 +101,6 @@ class ReconcileGate(Gate):
             return await super()._push_one(service, heads)
         assert heads.target is not None
         return await self.forge.rewind(service, heads.target, heads.source)
-
-
-def rename_outcomes(report: Report, direction: Direction) -> Report:
-    """A rollback's moved targets read "rolled back", not "advanced"."""
-    if direction == "rollback":
-        for svc in report.services:
-            if svc.outcome == Outcome.ADVANCED:
-                svc.outcome = Outcome.ROLLED_BACK
-    return report
 
 
 def record_from_report(report: Report) -> PromotionRecord:

@@ -44,10 +44,12 @@ def link(url: str) -> str:
     return f"<{url}>" if _SAFE_URL_RE.fullmatch(url) else inline_code(url)
 
 
-def outcome_text(outcome: Outcome, source_branch: str) -> str:
+def outcome_text(outcome: Outcome, source_branch: str, mode: str = "gate") -> str:
     """The outcome cell, e.g. ``unchanged (already at main)``, safe inside a table row."""
     if outcome != Outcome.UNCHANGED:
         return outcome.value
+    if mode not in ("gate", "bypass"):
+        return "unchanged (already at the recorded sha)"  # reconcile and rollback aim at records
     branch = source_branch if _PLAIN_BRANCH_RE.fullmatch(source_branch) else table_cell(source_branch)
     return f"unchanged (already at {branch})"
 
@@ -110,7 +112,7 @@ def render_markdown(report: Report) -> str:
             f"{table_cell(s.name)} ({table_cell(s.target)})",
             _position(s, s.old_target_sha, final=False),
             _position(s, s.final_target_sha, final=True),
-            outcome_text(s.outcome, s.source),
+            outcome_text(s.outcome, s.source, report.mode),
         ]
         lines.append(f"| {' | '.join(cells)} |")
     lines.append("")

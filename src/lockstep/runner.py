@@ -29,7 +29,6 @@ from lockstep.reconcile import (
     ReconcileGate,
     reconcile_command,
     record_from_report,
-    rename_outcomes,
 )
 from lockstep.records import latest_run
 from lockstep.report import render_json, render_markdown
@@ -238,15 +237,18 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
             mode="rollback",
         )
         gate = session.gate(ReconcileGate, direction="rollback", record=record_from_report(report))
-        return [report, rename_outcomes(await session.run_gate(gate, rollback), "rollback")]
+        rolled = await session.run_gate(gate, rollback)
+        report.rollback = rolled
+        finals = {s.name: s.final_target_sha for s in rolled.services}
+        for svc in report.services:
+            svc.final_target_sha = finals.get(svc.name, svc.final_target_sha)
+        if rolled.result == Result.PROMOTED:
+            report.fix_command = None
+            report.messages.append("recovery.on_split = rollback: the advanced targets were rolled back")
+        return [report]
 
-    reports = asyncio.run(_Session(config, wiring, env).run(body))
-    code = publish(reports[0], config, request, env)
-    if len(reports) > 1:
-        rolled = reports[1]
-        sys.stdout.write("\n" + render_markdown(rolled) + "\n")
-        code = 1 if rolled.result == Result.PROMOTED else 3
-    return code
+    report = asyncio.run(_Session(config, wiring, env).run(body))[0]
+    return publish(report, config, request, env)
 
 
 def execute_reconcile(
@@ -260,6 +262,8 @@ def execute_reconcile(
     if actions.in_actions(env):
         actions.mask_secrets(env, _token_vars(config), sys.stderr)
     bypass = not recheck
+    if bypass and request.justification is None:
+        raise UsageError("reconcile needs --justification TEXT (or --forward --recheck to re-run the gate)")
     options = resolve_options(
         config, RunRequest(skip_gate=bypass, justification=request.justification, actor=request.actor), env
     )
@@ -278,7 +282,7 @@ def execute_reconcile(
             raise LockstepError(f"no promotion record in {records.location}: nothing to reconcile")
         log.info(f"reconciling {direction} to run {latest.run_id} ({latest.time}, {latest.mode})")
         gate = session.gate(ReconcileGate, direction=direction, record=latest)
-        return [rename_outcomes(await session.run_gate(gate, options), direction)]
+        return [await session.run_gate(gate, options)]
 
     try:
         reports = asyncio.run(_Session(config, wiring, env).run(body))
@@ -305,6 +309,8 @@ def _token_vars(config: Config) -> list[str]:
 def publish(report: Report, config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden."""
     markdown = render_markdown(report)
+    if report.rollback is not None:
+        markdown += "\n" + render_markdown(report.rollback)
     code = report.exit_code
     problems: list[str] = []
     if request.report_path:
