@@ -108,9 +108,11 @@ def cli() -> None:
               help="Print the JSON report on stdout (summary goes to stderr).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON report to this file.")
+@click.option("--no-progress", is_flag=True,
+              help="Plain timestamped lines instead of the live view (also: NO_COLOR, not a terminal).")
 @_errors(internal_code=3)
 def run(config_path: Path | None, skip_gate: bool, justification: str | None, actor: str | None,
-        json_out: bool, report_path: Path | None) -> int:
+        json_out: bool, report_path: Path | None, no_progress: bool) -> int:
     """Run the gate once: resolve, check staging, promote every target together.
 
     Resolves every service's source and target heads fresh; if all targets
@@ -130,7 +132,8 @@ def run(config_path: Path | None, skip_gate: bool, justification: str | None, ac
 
     config = _load(config_path)
     request = RunRequest(skip_gate=skip_gate, justification=justification, actor=actor,
-                         json_out=json_out, report_path=report_path, config_path=config_path)
+                         json_out=json_out, report_path=report_path, config_path=config_path,
+                         progress=not no_progress)
     return execute_run(config, request, os.environ)
 
 

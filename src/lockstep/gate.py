@@ -38,6 +38,7 @@ from lockstep.model import (
     StepStatus,
 )
 from lockstep.probes import verify_versions, wait_healthy
+from lockstep.progress import PlainProgress, Progress
 from lockstep.records import Phase, PromotionRecord, RecordService
 
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class Gate:
         secret_vars: frozenset[str] = frozenset(),
         cancellation: Cancellation | None = None,
         records: RecordStore | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.config = config
         self.forge = forge
@@ -98,6 +100,7 @@ class Gate:
         self._secret_vars = secret_vars
         self.cancellation = cancellation or Cancellation()
         self._records = records
+        self.progress: Progress = progress or PlainProgress(env)
         self._options = RunOptions()
         self._heads: dict[str, Heads] = {}
         self._report: Report | None = None
@@ -113,26 +116,23 @@ class Gate:
 
     async def _step(self, report: Report, name: str, work: Callable[[], Awaitable[T]]) -> T:
         """Run one step (one log group in Actions), recording its outcome and duration even on failure."""
-        with actions.group(f"▶ {name}", env=self.env):
-            start = time.monotonic()
-            step = StepReport(name=name, status=StepStatus.PASSED)
-            report.steps.append(step)
-            try:
-                return await work()
-            except asyncio.CancelledError:
-                step.status = StepStatus.CANCELLED
-                step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
-                raise
-            except (_Blocked, ForgeError, AuditError) as exc:
-                step.status = StepStatus.FAILED
-                step.detail = str(exc)
-                raise
-            finally:
-                step.seconds = round(time.monotonic() - start, 3)
-                mark = {"passed": "✓", "failed": "✗", "cancelled": "✗"}.get(step.status, "·")
-                failed = step.detail and step.status != StepStatus.PASSED
-                log.info(f"{mark} {name} {step.status} in {step.seconds:.1f}s" + (
-                    f": {step.detail}" if failed else ""))
+        self.progress.step_started(name)
+        start = time.monotonic()
+        step = StepReport(name=name, status=StepStatus.PASSED)
+        report.steps.append(step)
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            step.status = StepStatus.CANCELLED
+            step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
+            raise
+        except (_Blocked, ForgeError, AuditError) as exc:
+            step.status = StepStatus.FAILED
+            step.detail = str(exc)
+            raise
+        finally:
+            step.seconds = round(time.monotonic() - start, 3)
+            self.progress.step_finished(name, step.status.value, step.seconds, step.detail)
 
     def _svc(self, report: Report, service: ServiceConfig) -> ServiceReport:
         return next(s for s in report.services if s.name == service.name)
@@ -237,9 +237,11 @@ class Gate:
         svc.old_target_sha = heads.target
         svc.final_target_sha = heads.target
         svc.action = heads.action(True)
-        log.info(
-            f"  {service.name}: {service.source}={heads.source.short} "
-            f"{service.target}={heads.target.short if heads.target else '(missing: seed)'}"
+        self.progress.service(
+            service.name,
+            "heads",
+            f"{service.source}={heads.source.short} "
+            f"{service.target}={heads.target.short if heads.target else '(missing: seed)'}",
         )
 
     def _order(self, pending: list[ServiceConfig]) -> list[ServiceConfig]:
@@ -262,16 +264,23 @@ class Gate:
             timeout=g.health_timeout,
             interval=g.health_interval,
             request_timeout=g.request_timeout,
+            on_progress=self._health_progress,
         )
         failed = [r.detail for r in results if not r.ok]
         if failed:
             raise _Blocked("; ".join(failed))
+
+    def _health_progress(self, name: str, message: str) -> None:
+        url = next((s.health_url for s in self.config.services if s.name == name), "")
+        self.progress.service(name, "health", message.replace(f"health {url} ", "").strip())
 
     async def _versions(self) -> None:
         expected = {s.name: self._heads[s.name].source for s in self.config.services}
         results = await verify_versions(
             self.config.services, expected, request_timeout=self.config.gate.request_timeout
         )
+        for r in results:
+            self.progress.service(r.service, "version", "✓" if r.ok else "✗ " + r.detail[:60])
         failed = [r.detail for r in results if not r.ok]
         if failed:
             raise _Blocked("; ".join(failed))
@@ -342,7 +351,7 @@ class Gate:
         step = StepReport(name="promote", status=StepStatus.PASSED)
         report.steps.append(step)
         start = time.monotonic()
-        log.info("▶ promote")
+        self.progress.step_started("promote")
         failed: ServiceConfig | None = None
         cancelled = False
         pending = self._order(pending)
@@ -359,7 +368,7 @@ class Gate:
             if result.status == PushStatus.LANDED:
                 svc.did_push = True
                 svc.outcome = self.moved_outcome
-                log.info(f"  ✓ {service.name}: {service.target} → {heads.source.short}")
+                self.progress.service(service.name, "push", f"✓ {service.target} → {heads.source.short}")
                 continue
             svc.outcome = Outcome.UNKNOWN if result.status == PushStatus.UNKNOWN else Outcome.FAILED
             svc.detail = result.detail
@@ -379,6 +388,7 @@ class Gate:
                 svc = self._svc(report, service)
                 if svc.outcome == Outcome.SKIPPED and service is not failed:
                     svc.outcome = rest
+        self.progress.step_finished("promote", step.status.value, step.seconds, step.detail)
         for svc in report.services:
             if svc.action == Action.NOOP:
                 svc.outcome = Outcome.UNCHANGED

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lockstep import actions, log
 from lockstep.audit import FileAuditSink, validate_actor, validate_justification
@@ -24,6 +25,7 @@ from lockstep.forges.base import AuditSink, Forge, RecordStore
 from lockstep.gate import Cancellation, Gate, RunOptions
 from lockstep.lock import local_lock
 from lockstep.model import Report, Result
+from lockstep.progress import Progress, make_progress
 from lockstep.reconcile import (
     Direction,
     ReconcileGate,
@@ -44,6 +46,7 @@ class RunRequest:
     json_out: bool = False
     report_path: Path | None = None
     config_path: Path | None = None
+    progress: bool = True  # the live view in a terminal (--no-progress turns it off)
 
 
 @dataclass
@@ -151,15 +154,19 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
 class _Session:
     """Runs gates one after another under one lock, turning SIGINT/SIGTERM into a safe stop."""
 
-    def __init__(self, config: Config, wiring: Wiring, env: Mapping[str, str]) -> None:
+    def __init__(self, config: Config, wiring: Wiring, env: Mapping[str, str], *, live: bool = True) -> None:
         self.config, self.wiring, self.env = config, wiring, env
+        self.live = live
+        self.progress: Progress | None = None
         self.cancellation = Cancellation()
         self._gate: Gate | None = None
         self._gate_task: asyncio.Task[Report] | None = None
         self._main: asyncio.Task[object] | None = None
         self._locked = False
 
-    def gate(self, cls: type[Gate] = Gate, **kwargs: object) -> Gate:
+    def gate(self, cls: type[Gate] = Gate, **kwargs: Any) -> Gate:
+        if self.progress is None:
+            self.progress = make_progress(self.env, enabled=self.live)
         return cls(
             self.config,
             self.wiring.forge,
@@ -168,6 +175,7 @@ class _Session:
             secret_vars=self.wiring.secret_vars,
             cancellation=self.cancellation,
             records=self.wiring.records,
+            progress=self.progress,
             **kwargs,
         )
 
@@ -205,6 +213,8 @@ class _Session:
                 f"cancelled by {self.cancellation.signal_name} while waiting for the lock; nothing was pushed"
             ) from None
         finally:
+            if self.progress is not None:
+                self.progress.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.wiring.forge.aclose()
@@ -247,7 +257,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
             report.messages.append("recovery.on_split = rollback: the advanced targets were rolled back")
         return [report]
 
-    report = asyncio.run(_Session(config, wiring, env).run(body))[0]
+    report = asyncio.run(_Session(config, wiring, env, live=request.progress).run(body))[0]
     return publish(report, config, request, env)
 
 
@@ -285,7 +295,7 @@ def execute_reconcile(
         return [await session.run_gate(gate, options)]
 
     try:
-        reports = asyncio.run(_Session(config, wiring, env).run(body))
+        reports = asyncio.run(_Session(config, wiring, env, live=request.progress).run(body))
     except ForgeError as exc:
         raise LockstepError(f"cannot read the promotion records: {exc}") from None
     return publish(reports[0], config, request, env)
