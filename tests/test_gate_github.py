@@ -622,3 +622,15 @@ def test_ref_lock_held_by_another_run_waits_then_fails_clearly(ghw: GitHubWorld)
     assert ghw.prods_now() == ghw.prods
     assert ghw.gh.ref(REPOS["backend"], LOCK_REF) == holder  # never broken by lockstep
     assert no_staging_requests(ghw)
+
+
+def test_rate_limited_patch_waits_and_lands_instead_of_splitting(ghw: GitHubWorld) -> None:
+    """A 403 rate limit on a write was not applied: lockstep waits (bounded) and sends it once more."""
+    ghw.config()
+    ghw.gh.inject(Fault.rate_limit(kind="secondary", status=403, retry_after=1), method="PATCH",
+                  path=r"/repos/acme/metadata/git/refs/heads/prod", nth=1)
+    res = ghw.run("run")
+    assert res.code == 0, res.err
+    assert ghw.prods_now() == ghw.mains
+    assert [p.status for p in ghw.patches("metadata")] == [403, 200]
+    assert "rate limited" in res.err

@@ -53,6 +53,7 @@ from lockstep.forges.github_http import (
     RetryPolicy,
     Secret,
     clean_text,
+    is_rate_limited,
 )
 from lockstep.model import Heads, PushResult, PushStatus, Sha
 
@@ -412,6 +413,14 @@ class GitHubForge:
             reply = await self.http.send(method, path, token=token, json_body=body)
             if reply.status == ok and self._body_sha(reply) in (new, None):
                 return PushResult(PushStatus.LANDED, f"{where} → {new.short}")
+            if attempt == 1 and is_rate_limited(reply, redact):
+                # GitHub refuses a rate-limited request before applying it: waiting and
+                # sending it again is safe, and turns a wait into a promotion, not a split.
+                wait, why, _ = self.http.wait_for(reply, attempt)
+                if wait <= self.http.retry.max_wait:
+                    log.warn(f"{where}: rate limited ({why}); not applied; retrying once in {wait:.0f}s")
+                    await self.http.sleep(wait)
+                    continue
             outcome = reply.describe(redact)
             refused = reply.status is not None and 300 <= reply.status < 500 and reply.status != ok
             log.warn(

@@ -173,7 +173,7 @@ class Reply:
         return f"HTTP {self.status}" + (f": {message}" if message else "")
 
 
-def _is_rate_limited(reply: Reply, redact: Callable[[str], str]) -> bool:
+def is_rate_limited(reply: Reply, redact: Callable[[str], str]) -> bool:
     """403/429 that GitHub documents as a rate limit (not a permission problem)."""
     if reply.status not in (403, 429):
         return False
@@ -271,16 +271,19 @@ class GitHubHttp:
         status = reply.response.status_code
         if status >= 500:
             return reply.describe(self.redact)
-        if _is_rate_limited(reply, self.redact):
+        if is_rate_limited(reply, self.redact):
             return f"rate limited ({reply.describe(self.redact)})"
         return None
 
-    def _wait(self, reply: Reply, attempt: int) -> tuple[float, str, bool]:
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
+
+    def wait_for(self, reply: Reply, attempt: int) -> tuple[float, str, bool]:
         """(seconds, why, demanded by the server) before the next attempt."""
         retry_after = _number(reply.header("retry-after"))
         if retry_after is not None:
             return retry_after, f"retry-after {retry_after:g}s", True
-        if _is_rate_limited(reply, self.redact):
+        if is_rate_limited(reply, self.redact):
             reset = _number(reply.header("x-ratelimit-reset"))
             if reply.header("x-ratelimit-remaining") == "0" and reset is not None:
                 wait = max(0.0, reset - self._wall())
@@ -324,7 +327,7 @@ class GitHubHttp:
             if attempt >= policy.tries:
                 reply.gave_up = f"gave up after {attempt} attempts in {elapsed:.1f}s"
                 return reply
-            wait, why, demanded = self._wait(reply, attempt)
+            wait, why, demanded = self.wait_for(reply, attempt)
             if demanded and wait > policy.max_wait:
                 reply.gave_up = (
                     f"not retrying: GitHub asks to wait {wait:.0f}s ({why}), "
