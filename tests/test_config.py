@@ -132,3 +132,14 @@ def test_mutated_configs_fail_cleanly(edits: list[tuple[int, str]]) -> None:
     except ConfigError as exc:
         for line in str(exc).splitlines():
             assert line.startswith("lockstep.toml")
+
+
+def test_an_invalid_service_is_one_line_not_two() -> None:
+    text = VALID.replace("http://127.0.0.1:1/version", "ftp://x/version")
+    lines = error(text, BS="https://s").splitlines()
+    assert lines == ["lockstep.toml: services[1].version_url: must be an http:// or https:// URL, got 'ftp://x/version'"]
+
+
+def test_ref_lock_needs_the_github_forge() -> None:
+    text = VALID.replace('name = "bs-lml"', 'name = "bs-lml"\nlock = "ref"')
+    assert 'gate.lock = "ref" needs forge = "github"' in error(text, BS="https://s")

@@ -111,11 +111,69 @@ class ServiceConfig(_Strict):
         return self.slug.lower()
 
 
+def _check_external_name(value: object) -> object:
+    """A status context or check run name: GitHub allows spaces, ``/`` and ``:``, not control characters."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if len(value) > 255:
+            raise ValueError("must be at most 255 characters")
+        if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value):
+            raise ValueError("must not contain control characters")
+    return value
+
+
+ExternalName = Annotated[str, BeforeValidator(_check_external_name)]
+_CHECK_KINDS = ("run", "commit_status", "check_run")
+
+
 class CheckConfig(_Strict):
+    """One gate check: a command (``run``) or, on GitHub, a required commit status / check run.
+
+    Exactly one of ``run``, ``commit_status`` and ``check_run`` is given.
+    ``run`` is ``()`` for an external check, so code that only handles
+    commands must ask :attr:`external` first.
+    """
+
     name: Name
-    run: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+    run: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = ()
+    commit_status: ExternalName | None = None
+    check_run: ExternalName | None = None
+    services: Annotated[tuple[Name, ...], Field(min_length=1)] | None = None
     env: Mapping[EnvName, str] = Field(default_factory=dict)
     timeout: Duration = 1200.0
+    interval: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CheckConfig:
+        given = [k for k in _CHECK_KINDS if k in self.model_fields_set]
+        if len(given) != 1:
+            found = f"got {' and '.join(given)}" if given else "got none"
+            raise ValueError(f"needs exactly one of run, commit_status or check_run ({found})")
+        if self.external is None:
+            for key in ("services", "interval"):
+                if key in self.model_fields_set:
+                    raise ValueError(f"{key} applies only to commit_status / check_run checks")
+        else:
+            if "env" in self.model_fields_set:
+                raise ValueError("env applies only to run checks (an external check runs no command)")
+            if self.interval <= 0:
+                raise ValueError("interval must be more than 0s")
+        return self
+
+    @property
+    def external(self) -> Literal["commit_status", "check_run"] | None:
+        """Which GitHub record this check waits for, or None for a command."""
+        if self.commit_status is not None:
+            return "commit_status"
+        if self.check_run is not None:
+            return "check_run"
+        return None
+
+    @property
+    def external_name(self) -> str:
+        """The status context or check run name ("" for a command)."""
+        return self.commit_status or self.check_run or ""
 
 
 class Config(_Strict):
@@ -138,6 +196,23 @@ class Config(_Strict):
                 if n.lower() in seen:
                     raise ValueError(f"duplicate name {n!r} in {what}")
                 seen.add(n.lower())
+        known = {s.name for s in self.services}
+        for i, check in enumerate(self.checks):
+            if check.external is None:
+                continue
+            where = f"checks[{i}] ({check.name}).{check.external}"
+            if self.gate.forge != "github":
+                raise ValueError(
+                    f'{where}: needs forge = "github" (commit statuses and check runs are read from GitHub)'
+                )
+            unknown = [n for n in check.services or () if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"checks[{i}] ({check.name}).services: unknown service {unknown[0]!r} "
+                    f"(services are: {', '.join(sorted(known))})"
+                )
+        if self.gate.lock == "ref" and self.gate.forge != "github":
+            raise ValueError('gate.lock = "ref" needs forge = "github" (the git forge uses "local")')
         if self.recovery.on_split == "rollback":
             if not self.recovery.allow_rollback:
                 raise ValueError('recovery.on_split = "rollback" needs recovery.allow_rollback = true')
@@ -212,7 +287,11 @@ def parse_config(text: str, *, env: Mapping[str, str], source: str, base_dir: Pa
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: {_describe(e)}" for e in exc.errors(include_url=False)]
+        details = exc.errors(include_url=False)
+        # a list whose items failed also reports "too short"; the item errors already say it all
+        item_locs = {tuple(e["loc"][:1]) for e in details if len(e["loc"]) > 1}
+        details = [e for e in details if not (e["type"] == "too_short" and tuple(e["loc"]) in item_locs)]
+        lines = [f"{source}: {_describe(e)}" for e in details]
         raise ConfigError("\n".join(lines)) from None
 
 

@@ -76,7 +76,8 @@ async def build_status(config: Config, forge: Forge, records: RecordStore | None
         await forge.aclose()
     targets = {r.service.name: (r.heads.target if r.heads else None) for r in rows}
     unreadable = [r.service.name for r in rows if r.error]
-    assessment = assess(latest_run(history), targets, unreadable)
+    sources = {r.service.name: (r.heads.source if r.heads else None) for r in rows}
+    assessment = assess(latest_run(history), targets, unreadable, sources)
     if error:
         assessment.verdict, assessment.explanation = "unknown", error
     return Status(rows, assessment, error)

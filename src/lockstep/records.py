@@ -60,6 +60,8 @@ class PromotionRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PromotionRecord:
         """Parse one record; raise ValueError on anything malformed (records are read from the forge)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("not a lockstep promotion record")
         try:
             if data.get("kind") != "lockstep-promotion":
                 raise ValueError("not a lockstep promotion record")
@@ -152,9 +154,16 @@ class Assessment:
 
 
 def assess(
-    record: PromotionRecord | None, targets: Mapping[str, str | None], unreadable: Collection[str] = ()
+    record: PromotionRecord | None,
+    targets: Mapping[str, str | None],
+    unreadable: Collection[str] = (),
+    sources: Mapping[str, str | None] | None = None,
 ) -> Assessment:
-    """Compare the current target heads (``name -> sha``, ``None`` = missing) to the latest record."""
+    """Compare the current target heads (``name -> sha``, ``None`` = missing) to the latest record.
+
+    A target moved outside lockstep is ``drifted`` unless every target now equals its
+    source (``sources``): that set is consistent whoever moved it.
+    """
     standings: list[ServiceStanding] = []
     for name, sha in targets.items():
         svc = record.service(name) if record else None
@@ -178,7 +187,13 @@ def assess(
         a.explanation = "never promoted by lockstep"
         return a
     drifted = [s.name for s in standings if s.position in ("drifted", "not-recorded")]
-    if drifted:
+    in_step = sources is not None and all(t is not None and t == sources.get(n) for n, t in targets.items())
+    if drifted and in_step:
+        a.explanation = (
+            f"every target equals its source ({', '.join(drifted)} moved outside lockstep "
+            f"since run {record.run_id})"
+        )
+    elif drifted:
         a.verdict = "drifted"
         a.explanation = f"moved outside lockstep since run {record.run_id}: {', '.join(drifted)}"
     elif a.advanced and a.behind:
