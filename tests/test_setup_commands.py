@@ -702,3 +702,15 @@ def test_git_default_tracker_sits_next_to_the_config(gate: Path) -> None:
     config = load(gate / "gates" / "lockstep.toml", {"API_STAGING_URL": "http://127.0.0.1:1"})
     assert config.bypass.tracker == "lockstep-audit.md"  # type: ignore[attr-defined]
     assert config.services[0].repo == "../repos/api.git"  # type: ignore[attr-defined]
+
+
+def test_validate_accepts_external_checks(gate: Path) -> None:
+    """A commit-status check has no program to find: validate must not crash on it."""
+    (gate / "lockstep.toml").write_text(
+        '[gate]\nname = "g"\nforge = "github"\n[[services]]\nname = "a"\nrepo = "acme/a"\n'
+        'token_env = "PUSH_A"\nhealth_url = "http://x/health"\nversion_url = "http://x/version"\n'
+        '[[checks]]\nname = "e2e"\ncommit_status = "e2e"\n'
+    )
+    result = invoke(["validate"], env={"GITHUB_TOKEN": "ghp_readreadread", "PUSH_A": "ghp_pushpushpush"})
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "internal error" not in result.stderr

@@ -286,6 +286,15 @@ class Gate:
             raise _Blocked("; ".join(failed))
 
     async def _check(self, check: CheckConfig, report: Report) -> None:
+        if check.external is not None:  # a GitHub commit status / check run: nothing runs here
+            from lockstep.external import run_external_check
+
+            sources = {s.name: self._heads[s.name].source for s in self.config.services}
+            result = await run_external_check(check, self.forge, self.config.services, sources)
+            report.steps[-1].output_tail = result.output_tail
+            if not result.ok:
+                raise _Blocked(result.detail)
+            return
         shas = {s.slug: self._heads[s.name].source for s in self.config.services}
         env = check_environment(self.env, check, shas, self._secret_vars)
         with actions.stop_commands(env=self.env):  # check output is untrusted: no workflow commands

@@ -218,6 +218,8 @@ def _is_git_repo(path: Path) -> bool:
 
 def _checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
     for i, check in enumerate(config.checks):
+        if check.external is not None:
+            continue  # a GitHub status or check run: nothing to find on this machine
         where = f"checks[{i}] ({check.name}).run"
         program = check.run[0]
         if _unset(program):

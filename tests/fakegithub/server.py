@@ -31,6 +31,14 @@ from tests.fakegithub.api import Api, ApiError, Request, Response, World, error_
 from tests.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
 from tests.fakegithub.faults import Fault, Injection
 from tests.fakegithub.state import Issue, Repo, Token
+from tests.fakegithub.statuses import (  # also registers the endpoints
+    CHECK_CONCLUSIONS,
+    CHECK_STATUSES,
+    STATUS_STATES,
+    new_check_run,
+    new_commit_status,
+    update_check_run,
+)
 
 _WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 _user_ids = itertools.count(5_000_001)
@@ -416,6 +424,69 @@ class FakeGitHub:
             for status in states:
                 new_status(self._world, state, deployment, state=status, login=login, user_id=user_id)
             return deployment.id
+
+    def set_status(
+        self,
+        repo: str,
+        sha: str,
+        context: str,
+        state: str,
+        *,
+        description: str | None = None,
+        target_url: str | None = None,
+        login: str = "ci-bot",
+    ) -> dict[str, Any]:
+        """Add a commit status on ``sha`` (the newest one per context is what counts); returns it."""
+        if state not in STATUS_STATES:
+            raise ValueError(f"state must be one of {STATUS_STATES}, got {state!r}")
+        with self._lock:
+            state_repo = self._repo(repo)
+            if sha not in state_repo.commits:
+                raise ValueError(f"{repo}: unknown commit {sha}")
+            status = new_commit_status(
+                self._world, state_repo, sha, state=state, context=context,
+                description=description, target_url=target_url, login=login,
+            )
+            return copy.deepcopy(status)
+
+    def statuses(self, repo: str, sha: str) -> list[dict[str, Any]]:
+        """Every commit status on ``sha``, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._repo(repo).statuses.get(sha, []))
+
+    def add_check_run(
+        self,
+        repo: str,
+        sha: str,
+        name: str,
+        status: str = "completed",
+        conclusion: str | None = None,
+        *,
+        details_url: str | None = None,
+        title: str | None = None,
+    ) -> int:
+        """Add a check run on ``sha`` (a re-run is simply a newer one); returns its id."""
+        if status not in CHECK_STATUSES or (conclusion is not None and conclusion not in CHECK_CONCLUSIONS):
+            raise ValueError(f"bad check run status/conclusion {status!r}/{conclusion!r}")
+        if (status == "completed") != (conclusion is not None):
+            raise ValueError("a completed check run needs a conclusion, and only a completed one has one")
+        with self._lock:
+            state_repo = self._repo(repo)
+            if sha not in state_repo.commits:
+                raise ValueError(f"{repo}: unknown commit {sha}")
+            run = new_check_run(
+                self._world, state_repo, sha, name=name, status=status, conclusion=conclusion,
+                details_url=details_url, title=title,
+            )
+            return int(run["id"])
+
+    def update_check_run(self, repo: str, run_id: int, status: str, conclusion: str | None = None) -> None:
+        """Move an existing check run on (queued → in_progress → completed)."""
+        if (status == "completed") != (conclusion is not None):
+            raise ValueError("a completed check run needs a conclusion, and only a completed one has one")
+        with self._lock:
+            run = next(r for r in self._repo(repo).check_runs if r["id"] == run_id)
+            update_check_run(run, status, conclusion)
 
     # ---- rate limit --------------------------------------------------------------
 

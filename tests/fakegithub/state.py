@@ -94,6 +94,8 @@ class Repo:
     issues_enabled: bool = True
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     deployments: dict[int, Deployment] = field(default_factory=dict)  # by id, creation order
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # commit statuses by sha, oldest first
+    check_runs: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     repo_id: int = field(default_factory=lambda: secrets.randbelow(10**8) + 10**8)
 
     @property
