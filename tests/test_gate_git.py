@@ -183,7 +183,7 @@ def test_missing_source_names_repo_and_branch(world: GitWorld) -> None:
 
 
 def test_concurrent_writer_between_resolve_and_push_is_caught(world: GitWorld, tmp_path: Path) -> None:
-    """A check moves beta's prod forward behind lockstep's back: the lease must refuse it."""
+    """A check moves beta's prod behind lockstep's back: the pre-push re-read blocks before any write."""
     import sys
 
     from lockstep.demo import git
@@ -196,14 +196,30 @@ def test_concurrent_writer_between_resolve_and_push_is_caught(world: GitWorld, t
         f"'refs/heads/prod', {moved!r}], check=True)\n"
     )
     world.config(checks=f'[[checks]]\nname = "mover"\nrun = ["{sys.executable}", "{script}"]\n')
+    alpha_old = world.sha("alpha", "prod")
+    res = world.run("run")
+    assert res.code == 1
+    assert world.sha("alpha", "prod") == alpha_old  # nothing pushed at all
+    assert world.sha("beta", "prod") == moved  # lockstep did not overwrite the other writer
+    assert "beta" in res.out and "moved from" in res.out and "another writer" in res.out
+
+
+def test_concurrent_writer_during_the_pushes_is_never_overwritten(world: GitWorld) -> None:
+    """beta's prod moves after the pre-push re-read (a hook on alpha's push): the lease refuses it."""
+    from lockstep.demo import git
+
+    moved = git("--git-dir", str(world.repos["beta"]), "rev-parse", "main^")
+    world.hook("alpha", "post-receive",
+               'while read o n r; do if [ "$r" = refs/heads/prod ]; then '
+               f'git --git-dir {world.repos["beta"]} update-ref refs/heads/prod {moved}; fi; done')
+    world.config()
     res = world.run("run")
     assert res.code == 3
-    assert world.sha("beta", "prod") == moved  # lockstep did not overwrite the other writer
-    assert res.report is not None
+    assert world.sha("alpha", "prod") == world.sha("alpha", "main")
+    assert world.sha("beta", "prod") == moved
+    assert res.report is not None and res.report["result"] == "split"
     beta = world.service(res.report, "beta")
-    assert beta["outcome"] == "failed" and beta["did_push"] is False
-    assert beta["final_target_sha"] == moved
-    assert res.report["result"] == "split"
+    assert (beta["outcome"], beta["did_push"], beta["final_target_sha"]) == ("failed", False, moved)
 
 
 def test_sigterm_between_pushes_reports_real_positions(world: GitWorld) -> None:

@@ -109,7 +109,8 @@ def test_diverged_target_is_refused_by_preflight_and_nothing_moves(ghw: GitHubWo
     assert ghw.ref_writes() == []
     assert "metadata" in res.out and "not a fast-forward" in res.out
     compares = ghw.matching("GET", rf"/repos/{repo}/compare/.*")
-    assert compares and compares[0].path.endswith(f"/compare/{hotfix}...{ghw.mains['metadata']}")
+    # one request re-reads prod and tests the fast-forward, right before the pushes would start
+    assert compares and compares[0].path.endswith(f"/compare/prod...{ghw.mains['metadata']}")
 
 
 # ---- resolve --------------------------------------------------------------------------
@@ -300,8 +301,8 @@ def test_unclear_push_that_cannot_be_re_read_is_unknown_never_advanced(ghw: GitH
     ghw.config()
     path = f"/repos/{REPOS['metadata']}/branches/prod"
     ghw.gh.inject(Fault.drop_before(), method="PATCH", path=r"/repos/acme/metadata/.*", times=None)
-    # Reads 1 and 2 (resolve, pre-push check) answer; from the post-PATCH re-read on, 503.
-    ghw.gh.inject(Fault.status(503, headers={"Retry-After": "0"}), method="GET", path=path, nth=3, times=None)
+    # Read 1 (resolve) answers (the pre-push check is a compare); from the post-PATCH re-read on, 503.
+    ghw.gh.inject(Fault.status(503, headers={"Retry-After": "0"}), method="GET", path=path, nth=2, times=None)
     res = ghw.run("run", env=ghw.actions_env("push"))
     assert res.code == 3, res.err
     assert ghw.prod("backend") == ghw.mains["backend"]

@@ -315,7 +315,7 @@ def test_advance_patches_fast_forward_only_with_the_push_token(w: World) -> None
     assert patch.json == {"sha": w.c2, "force": False}
     assert patch.headers["authorization"] == f"Bearer {PUSH}"
     reads = [r for r in w.gh.requests if r.method == "GET"]
-    assert reads and reads[0].at < patch.at  # re-read just before the PATCH (CAS check)
+    assert reads == []  # the gate's preflight (check_target) re-read it: the PATCH goes out at once
     assert all(r.headers["authorization"] == f"Bearer {READ}" for r in reads)
 
 
@@ -391,16 +391,42 @@ def test_advance_503_then_concurrent_move_is_concurrent(w: World) -> None:
     assert len(patches(w)) == 1 and w.gh.branch("o/r", "prod") == w.side
 
 
-def test_advance_target_moved_since_resolve_sends_nothing(w: World) -> None:
-    w.gh.set_branch("o/r", "prod", w.side)
+def test_advance_over_a_target_moved_elsewhere_is_refused_and_reported_concurrent(w: World) -> None:
+    w.gh.set_branch("o/r", "prod", w.side)  # another writer, after the preflight re-read
     result = w.run(lambda f: f.advance(SVC, w.c1, w.c2))
-    assert result.status == PushStatus.CONCURRENT and "no push was sent" in result.detail
-    assert w.gh.writes() == []
+    assert result.status == PushStatus.CONCURRENT and "another writer" in result.detail
+    assert len(patches(w)) == 1 and patches(w)[0].status == 422  # force:false: GitHub refuses
+    assert w.gh.branch("o/r", "prod") == w.side
+
+
+def test_check_target_reads_the_target_and_fast_forward_in_one_request(w: World) -> None:
+    found = w.run(lambda f: f.check_target(SVC, w.c2))
+    assert found.current == w.c1 and found.fast_forward is True
+    (req,) = w.gh.requests
+    assert req.path == f"/repos/o/r/compare/prod...{w.c2}"
+
+
+def test_check_target_sees_a_moved_or_diverged_target(w: World) -> None:
+    w.gh.set_branch("o/r", "prod", w.side)
+    found = w.run(lambda f: f.check_target(SVC, w.c2))
+    assert found.current == w.side and found.fast_forward is False
+
+
+def test_check_target_of_a_missing_target_allows_the_seed(w: World) -> None:
+    w.gh.delete_branch("o/r", "prod")
+    found = w.run(lambda f: f.check_target(SVC, w.c2))
+    assert found.current is None and found.fast_forward is True
+
+
+def test_check_target_failure_names_repo_branch_and_status(w: World) -> None:
+    w.gh.inject(Fault.status(401), method="GET", path=r"/repos/o/r/compare/.*", times=None)
+    with pytest.raises(ForgeError, match=r"o/r: cannot re-read 'prod' before pushing: HTTP 401"):
+        w.run(lambda f: f.check_target(SVC, w.c2))
 
 
 def test_advance_unreadable_after_unclear_result_is_unknown(w: World) -> None:
     w.gh.inject(Fault.status(500), method="PATCH", path=REF_PROD)
-    w.gh.inject(Fault.status(503), method="GET", path=BRANCH + "prod", nth=2, times=None)
+    w.gh.inject(Fault.status(503), method="GET", path=BRANCH + "prod", nth=1, times=None)
     result = w.run(lambda f: f.advance(SVC, w.c1, w.c2))
     assert result.status == PushStatus.UNKNOWN and "cannot re-read" in result.detail
     assert len(patches(w)) == 1

@@ -304,18 +304,24 @@ class Gate:
             raise _Blocked(result.detail)
 
     async def _preflight(self) -> None:
-        """Every existing target must be an ancestor of its source: decided before any write."""
-        todo = [
-            s for s in self.config.services
-            if self._heads[s.name].target is not None and self._heads[s.name].action(True) != Action.NOOP
-        ]
+        """Right before the first write, re-read every target that will move (all at once): it must
+        still be where resolve found it, and its source must fast-forward it."""
+        todo = [s for s in self.config.services if self._heads[s.name].action(True) != Action.NOOP]
 
         async def check(service: ServiceConfig) -> str | None:
             heads = self._heads[service.name]
-            assert heads.target is not None
-            if await self.forge.is_ancestor(service, heads.target, heads.source):
+            found = await self.forge.check_target(service, heads.source)
+            if found.current != heads.target:
+                now = found.current.short if found.current else "(missing)"
+                was = heads.target.short if heads.target else "(missing)"
+                return (
+                    f"{service.name}: {service.repo} '{service.target}' moved from {was} to {now} "
+                    "during this run (another writer): nothing was pushed"
+                )
+            if found.fast_forward:
                 return None
             self._svc(self._require_report(), service).action = Action.NOT_FAST_FORWARD
+            assert heads.target is not None
             return (
                 f"{service.name}: {service.repo} '{service.target}' ({heads.target.short}) is not an "
                 f"ancestor of '{service.source}' ({heads.source.short}): not a fast-forward"

@@ -111,6 +111,14 @@ class PushStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class TargetCheck:
+    """A target re-read just before the pushes: where it is now, and whether it can fast-forward."""
+
+    current: Sha | None
+    fast_forward: bool
+
+
+@dataclass(frozen=True)
 class PushResult:
     status: PushStatus
     detail: str = ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from lockstep.config import ServiceConfig
-from lockstep.model import Heads, PushResult, Sha
+from lockstep.model import Heads, PushResult, Sha, TargetCheck
 from lockstep.records import PromotionRecord
 
 
@@ -33,6 +33,13 @@ class Forge(Protocol):
 
     async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
         """True iff ``ancestor`` is reachable from ``descendant`` (fast-forward possible)."""
+        ...
+
+    async def check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
+        """Re-read the target and test whether it can fast-forward to ``new``, in as few requests as the
+        forge allows (GitHub: one compare by branch name). The gate calls it for every service, all at
+        once, right before the first push, so the pushes that follow are compare-and-swap on a head
+        read a moment ago and go out back to back."""
         ...
 
     async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:

@@ -23,7 +23,7 @@ from pathlib import Path
 from lockstep import log
 from lockstep.config import ServiceConfig
 from lockstep.errors import ForgeError
-from lockstep.model import Heads, PushResult, PushStatus, Sha
+from lockstep.model import Heads, PushResult, PushStatus, Sha, TargetCheck
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",  # never hang on a credential prompt
@@ -201,6 +201,12 @@ class GitForge:
         if res.code not in (0, 1):
             raise ForgeError(f"{service.repo}: ancestry check failed: {_sanitise(res.err)}")
         return res.code == 0
+
+    async def check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
+        current = await self.read_target(service)
+        if current is None:
+            return TargetCheck(None, True)
+        return TargetCheck(current, await self.is_ancestor(service, current, new))
 
     async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
         if not await self.is_ancestor(service, old, new):

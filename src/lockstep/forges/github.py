@@ -55,7 +55,7 @@ from lockstep.forges.github_http import (
     clean_text,
     is_rate_limited,
 )
-from lockstep.model import Heads, PushResult, PushStatus, Sha
+from lockstep.model import Heads, PushResult, PushStatus, Sha, TargetCheck
 
 __all__ = [
     "GitHubForge",
@@ -326,19 +326,54 @@ class GitHubForge:
             transient=reply.status is None or reply.status >= 500,
         )
 
+    async def check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
+        """``compare/{target branch}...{new}``: the target's current sha (``base_commit``) and whether
+        ``new`` fast-forwards it, in one request. A 404 (target missing, or no common history) is
+        settled with the exact branch read."""
+        owner, name = self._repo(service)
+        reply = await self.http.get(
+            f"/repos/{quote(owner)}/{quote(name)}/compare/{quote(service.target, safe='/')}...{quote(new)}",
+            token=self.read_token,
+            what=f"{service.repo}: re-reading '{service.target}'",
+            params={"per_page": "1"},
+        )
+        if reply.status == 404:
+            current = await self.read_target(service)
+            if current is None:
+                return TargetCheck(None, True)
+            return TargetCheck(current, await self.is_ancestor(service, current, new))
+        body = (reply.json_object() or {}) if reply.status == 200 else {}
+        base = body.get("base_commit")
+        status = body.get("status")
+        sha = base.get("sha") if isinstance(base, dict) else None
+        known = ("ahead", "identical", "behind", "diverged")
+        if reply.status == 200 and isinstance(sha, str) and status in known:
+            try:
+                return TargetCheck(Sha(sha), status in ("ahead", "identical"))
+            except ValueError:
+                pass
+        detail = reply.describe(self.http.redact) + (f" ({reply.gave_up})" if reply.gave_up else "")
+        raise ForgeError(
+            f"{service.repo}: cannot re-read '{service.target}' before pushing: {detail}",
+            status=reply.status,
+            transient=reply.status is None or reply.status >= 500,
+        )
+
     # -- writes ---------------------------------------------------------------------
 
     async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
         """Fast-forward the target from ``old`` to ``new`` with ``PATCH git/refs`` (``force: false``).
 
         GitHub's PATCH has no "expected old sha" parameter, so compare-and-swap
-        is approximated: the target is re-read immediately before the PATCH and
-        nothing is sent unless it is still at ``old`` (CONCURRENT otherwise).
-        The residual window between that read and the PATCH is closed only
-        partly by ``force: false``: a writer that moves the target *forward* to
-        a commit that is an ancestor of ``new`` in that window is overtaken
-        (no commit is lost, the target still only moves to this run's ``new``);
-        any other move makes GitHub refuse the PATCH as not a fast-forward.
+        is approximated: the gate re-reads every target (``check_target``, all at
+        once) right before the first push and blocks unless each is still at
+        ``old``; the PATCHes then go out back to back, so the split window is one
+        round trip per service. The residual window between that read and a
+        PATCH is closed only partly by ``force: false``: a writer that moves the
+        target *forward* to a commit that is an ancestor of ``new`` in that
+        window is overtaken (no commit is lost, the target still only moves to
+        this run's ``new``); any other move makes GitHub refuse the PATCH as not
+        a fast-forward, and the re-read after it reports the truth.
         """
         return await self._patch(service, old, new, force=False)
 
@@ -351,10 +386,14 @@ class GitHubForge:
 
     async def _patch(self, service: ServiceConfig, old: Sha, new: Sha, *, force: bool) -> PushResult:
         where = f"{service.repo}: '{service.target}'"
-        try:
-            current = await self.read_target(service)
-        except ForgeError as exc:
-            return PushResult(PushStatus.REJECTED, f"{exc}; no push was sent")
+        if force:
+            # only a rollback forces: re-read right here so a target that moved is never rewound
+            try:
+                current = await self.read_target(service)
+            except ForgeError as exc:
+                return PushResult(PushStatus.REJECTED, f"{exc}; no push was sent")
+        else:
+            current = old  # the gate's preflight re-read it a moment ago (check_target)
         if current != old:
             return PushResult(
                 PushStatus.CONCURRENT,
