@@ -137,7 +137,7 @@ def test_mutated_configs_fail_cleanly(edits: list[tuple[int, str]]) -> None:
 def test_an_invalid_service_is_one_line_not_two() -> None:
     text = VALID.replace("http://127.0.0.1:1/version", "ftp://x/version")
     lines = error(text, BS="https://s").splitlines()
-    assert lines == ["lockstep.toml: services[1].version_url: must be an http:// or https:// URL, got 'ftp://x/version'"]
+    assert lines == ["lockstep.toml: services[1].version_url: must be an http:// or https:// URL"]
 
 
 def test_ref_lock_needs_the_github_forge() -> None:

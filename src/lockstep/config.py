@@ -41,7 +41,7 @@ def parse_duration(value: object) -> float:
             seconds += float(match.group(1)) * _UNITS[match.group(2)]
             pos = match.end()
         if not text or pos != len(text):
-            raise ValueError(f"{value!r} is not a duration such as \"30s\", \"5m\" or \"1h\"")
+            raise ValueError("not a duration such as \"30s\", \"5m\" or \"1h\"")
     else:
         raise ValueError("expected a duration such as \"30s\" or \"5m\"")
     if seconds < 0:
@@ -53,7 +53,8 @@ def _check_http_url(value: object) -> object:
     if isinstance(value, str):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r:.80}")
+            # the value is not echoed: it may hold a substituted ${VAR} (a token in the wrong field)
+            raise ValueError("must be an http:// or https:// URL")
     return value
 
 

@@ -306,7 +306,9 @@ class Gate:
     async def _preflight(self) -> None:
         """Right before the first write, re-read every target that will move (all at once): it must
         still be where resolve found it, and its source must fast-forward it."""
-        todo = [s for s in self.config.services if self._heads[s.name].action(True) != Action.NOOP]
+        # every service, those with nothing to do included: a target someone moves now would
+        # otherwise be reported "unchanged (already at main)" in a run that says "promoted"
+        todo = list(self.config.services)
 
         async def check(service: ServiceConfig) -> str | None:
             heads = self._heads[service.name]
@@ -468,6 +470,7 @@ class Gate:
             heads = self._heads[service.name]
             if isinstance(result, BaseException):
                 svc.final_target_sha = None
+                svc.reread_failed = True
                 if svc.did_push:
                     continue  # the forge confirmed the write; keep "advanced"
                 if svc.outcome in (Outcome.UNKNOWN, Outcome.FAILED):
@@ -480,8 +483,9 @@ class Gate:
                 svc.outcome = self.moved_outcome
             elif result == heads.target:
                 svc.did_push = False
-                if svc.outcome in (self.moved_outcome, Outcome.UNKNOWN):
+                if svc.outcome == self.moved_outcome:
                     svc.outcome = Outcome.FAILED
+                # an UNKNOWN push stays unknown: a write in flight may land after this re-read
             else:
                 svc.did_push = False
                 svc.outcome = Outcome.FAILED

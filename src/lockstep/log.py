@@ -12,6 +12,20 @@ import time
 from typing import TextIO
 
 _stream: TextIO | None = None
+_secrets: set[str] = set()
+
+
+def add_secrets(*values: str) -> None:
+    """Values that must never be printed (tokens); every line and report is scrubbed of them."""
+    _secrets.update(v for v in values if len(v) >= 4)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***`` (longest first)."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def set_stream(stream: TextIO | None) -> None:
@@ -23,7 +37,7 @@ def set_stream(stream: TextIO | None) -> None:
 def _emit(prefix: str, message: str) -> None:
     stream = _stream or sys.stderr
     stamp = time.strftime("%H:%M:%S")
-    for line in message.splitlines() or [""]:
+    for line in redact(message).splitlines() or [""]:
         stream.write(f"{stamp} {prefix}{line}\n")
     stream.flush()
 

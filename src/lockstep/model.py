@@ -150,6 +150,7 @@ class ServiceReport:
     did_push: bool = False
     outcome: Outcome = Outcome.SKIPPED
     detail: str = ""
+    reread_failed: bool = False  # the final re-read failed: final_target_sha is not known
 
 
 @dataclass

@@ -25,6 +25,7 @@ import httpx
 
 from lockstep import log
 from lockstep.config import ServiceConfig
+from lockstep.markdown import escape_controls
 from lockstep.model import Sha
 
 __all__ = [
@@ -327,7 +328,9 @@ def _compare(service: ServiceConfig, expected: Sha, value: object) -> tuple[bool
     if not isinstance(value, str):
         kind = _JSON_TYPES.get(type(value), "not a string")
         return False, f'field "{field}" is {kind}, not a string', None
-    seen = clean_text(value)
+    # invisible characters are shown escaped (<U+202E>), never dropped: dropping them would print
+    # "staging runs X but main is X" for two values that differ
+    seen = clean_text(escape_controls(value, keep_newlines=False))
     if value == expected:
         return True, f"version {service.name}: staging runs {expected} ({branch})", seen
     if not value.strip():

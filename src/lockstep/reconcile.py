@@ -15,8 +15,8 @@ from typing import Literal
 
 from lockstep.config import ServiceConfig
 from lockstep.errors import ForgeError
-from lockstep.gate import Gate, _Blocked
-from lockstep.model import Heads, Outcome, PushResult, Report, Sha
+from lockstep.gate import Gate, RunOptions, _Blocked
+from lockstep.model import Heads, Outcome, PushResult, Report, Result, Sha
 from lockstep.records import PromotionRecord, RecordService
 
 Direction = Literal["forward", "rollback"]
@@ -31,6 +31,8 @@ class ReconcileGate(Gate):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.direction = direction
         self.record = record
+        self.absent: set[str] = set()  # rollback: created by the run, and still missing
+        self.left_alone: set[str] = set()  # rollback: created by the run; lockstep does not delete it
         if direction == "rollback":
             self.moved_outcome = Outcome.ROLLED_BACK
 
@@ -73,11 +75,37 @@ class ReconcileGate(Gate):
         if current == old and old is not None:
             return Heads(old, old)
         if old is None:
-            # a seeded target has no old sha to go back to: left alone (reported by the caller)
-            return Heads(current, current) if current is not None else Heads(new, new)
+            # This run created the target. lockstep never deletes a branch: a target still missing is
+            # already where it was; one that exists is left alone and reported (see run()).
+            if current is None:
+                self.absent.add(service.name)
+                return Heads(new, new)
+            if current == new:
+                self.left_alone.add(service.name)
+                return Heads(new, new)
+            return None
         if current == new:
             return Heads(old, new)
         return None
+
+    async def run(self, options: RunOptions) -> Report:
+        report = await super().run(options)
+        for svc in report.services:
+            if svc.name in self.absent:  # never created: it is missing, as it was before the run
+                svc.old_target_sha = svc.final_target_sha = None
+                svc.detail = f"'{svc.target}' does not exist, as before run {self.record.run_id}"
+            if svc.name in self.left_alone:
+                svc.outcome = Outcome.FAILED
+                svc.detail = (
+                    f"run {self.record.run_id} created '{svc.target}'; lockstep never deletes a branch: "
+                    f"delete it in {svc.repo} by hand to finish the rollback"
+                )
+        if self.left_alone and report.result in (Result.PROMOTED, Result.NOOP):
+            report.result = Result.SPLIT
+            report.messages.append(
+                "rollback incomplete: " + ", ".join(sorted(self.left_alone)) + " still at the new sha"
+            )
+        return report
 
     async def _preflight(self) -> None:
         if self.direction == "forward":

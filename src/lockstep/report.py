@@ -59,7 +59,7 @@ def _position(svc: ServiceReport, sha: str | None, *, final: bool) -> str:
         return inline_code(sha[:7])
     if svc.source_sha is None:
         return "–"  # never resolved in this run
-    if final and (svc.did_push or svc.outcome == Outcome.UNKNOWN):
+    if final and (svc.did_push or svc.outcome == Outcome.UNKNOWN or svc.reread_failed):
         return "unknown"  # could not be re-read
     return "(missing)"
 

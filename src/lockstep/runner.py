@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,11 +151,55 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
         yield
 
 
+class _SignalRouter:
+    """The process's SIGINT/SIGTERM handler for a whole command.
+
+    While a session runs, a signal becomes a safe stop on its event loop; before and
+    after it (config checks, writing the report), it is only noted: the report of
+    pushes that already happened is always written, and a signal that came before
+    the session started stops it before it does anything.
+    """
+
+    def __init__(self) -> None:
+        self.session: _Session | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.received: list[str] = []
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.session is not None and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.session.on_signal, name)
+        else:
+            self.received.append(name)
+
+
+@contextlib.contextmanager
+def _signals_routed() -> Iterator[_SignalRouter]:
+    router = _SignalRouter()
+    previous = {sig: signal.signal(sig, router) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield router
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if router.received:
+            log.warn(f"{router.received[-1]} arrived while lockstep was finishing; the report was written")
+
+
 class _Session:
     """Runs gates one after another under one lock, turning SIGINT/SIGTERM into a safe stop."""
 
-    def __init__(self, config: Config, wiring: Wiring, env: Mapping[str, str], *, live: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        wiring: Wiring,
+        env: Mapping[str, str],
+        router: _SignalRouter,
+        *,
+        live: bool = True,
+    ) -> None:
         self.config, self.wiring, self.env = config, wiring, env
+        self.router = router
         self.live = live
         self.progress: Progress | None = None
         self.cancellation = Cancellation()
@@ -187,7 +231,7 @@ class _Session:
         finally:
             self._gate_task = None
 
-    def _on_signal(self, signame: str) -> None:
+    def on_signal(self, signame: str) -> None:
         first = not self.cancellation.requested
         self.cancellation.signal_name = signame
         self.cancellation.event.set()
@@ -200,10 +244,11 @@ class _Session:
             self._gate_task.cancel()
 
     async def run(self, body: Callable[[_Session], Awaitable[list[Report]]]) -> list[Report]:
-        loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        if self.router.received:  # cancelled while lockstep was still starting: do nothing at all
+            await self.wiring.forge.aclose()
+            raise LockstepError(f"cancelled by {self.router.received.pop()} before anything was done")
+        self.router.session, self.router.loop = self, asyncio.get_running_loop()
         try:
             async with _lock(self.config, self.env):
                 self._locked = True
@@ -213,10 +258,9 @@ class _Session:
                 f"cancelled by {self.cancellation.signal_name} while waiting for the lock; nothing was pushed"
             ) from None
         finally:
+            self.router.session = None
             if self.progress is not None:
                 self.progress.close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             await self.wiring.forge.aclose()
 
 
@@ -226,6 +270,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         actions.mask_secrets(env, _token_vars(config), sys.stderr)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
+    log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
@@ -249,16 +294,20 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         gate = session.gate(ReconcileGate, direction="rollback", record=record_from_report(report))
         rolled = await session.run_gate(gate, rollback)
         report.rollback = rolled
-        finals = {s.name: s.final_target_sha for s in rolled.services}
+        # the rollback's re-read positions are newer, where it could resolve the service at all
+        finals = {s.name: s.final_target_sha for s in rolled.services if s.source_sha is not None}
         for svc in report.services:
-            svc.final_target_sha = finals.get(svc.name, svc.final_target_sha)
+            if svc.name in finals:
+                svc.final_target_sha = finals[svc.name]
         if rolled.result == Result.PROMOTED:
             report.fix_command = None
             report.messages.append("recovery.on_split = rollback: the advanced targets were rolled back")
         return [report]
 
-    report = asyncio.run(_Session(config, wiring, env, live=request.progress).run(body))[0]
-    return publish(report, config, request, env)
+    with _signals_routed() as router:
+        session = _Session(config, wiring, env, router, live=request.progress)
+        report = asyncio.run(session.run(body))[0]
+        return publish(report, config, request, env)
 
 
 def execute_reconcile(
@@ -279,6 +328,7 @@ def execute_reconcile(
     )
     options.mode = f"reconcile-{direction}"
     wiring = build_forge(config, env)
+    log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     if wiring.records is None:
         raise UsageError(
             f"the {config.gate.forge} forge keeps no promotion records yet: nothing to reconcile"
@@ -294,11 +344,12 @@ def execute_reconcile(
         gate = session.gate(ReconcileGate, direction=direction, record=latest)
         return [await session.run_gate(gate, options)]
 
-    try:
-        reports = asyncio.run(_Session(config, wiring, env, live=request.progress).run(body))
-    except ForgeError as exc:
-        raise LockstepError(f"cannot read the promotion records: {exc}") from None
-    return publish(reports[0], config, request, env)
+    with _signals_routed() as router:
+        try:
+            reports = asyncio.run(_Session(config, wiring, env, router, live=request.progress).run(body))
+        except ForgeError as exc:
+            raise LockstepError(f"cannot read the promotion records: {exc}") from None
+        return publish(reports[0], config, request, env)
 
 
 def _check_writable(path: Path) -> None:
@@ -321,11 +372,12 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
     markdown = render_markdown(report)
     if report.rollback is not None:
         markdown += "\n" + render_markdown(report.rollback)
+    markdown = log.redact(markdown)  # e.g. a token someone put in a staging URL's userinfo
     code = report.exit_code
     problems: list[str] = []
     if request.report_path:
         try:
-            request.report_path.write_text(render_json(report), encoding="utf-8")
+            request.report_path.write_text(log.redact(render_json(report)), encoding="utf-8")
         except OSError as exc:
             problems.append(f"cannot write the report to {request.report_path}: {exc.strerror}")
     if actions.in_actions(env):
@@ -336,7 +388,9 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         output_path = env.get("GITHUB_OUTPUT")
         if output_path:
             try:
-                actions.OutputWriter(Path(output_path)).write_many(actions.report_outputs(report))
+                actions.OutputWriter(Path(output_path)).write_many(
+                    {k: log.redact(v) for k, v in actions.report_outputs(report).items()}
+                )
             except LockstepError as exc:
                 problems.append(str(exc))
         if report.result in (Result.SPLIT, Result.UNKNOWN):
@@ -344,7 +398,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         elif report.result == Result.BLOCKED:
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
     if request.json_out:
-        sys.stdout.write(render_json(report))
+        sys.stdout.write(log.redact(render_json(report)))
         sys.stderr.write(markdown + "\n")
     else:
         sys.stdout.write(markdown + "\n")

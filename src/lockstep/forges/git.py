@@ -13,9 +13,11 @@ is a fast-forward by construction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
+import signal
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -98,7 +100,8 @@ class GitForge:
             out, err = await asyncio.wait_for(proc.communicate(input), self._timeout)
         except (TimeoutError, asyncio.CancelledError):
             if proc.returncode is None:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # git and its helpers (ssh, receive-pack)
                 await proc.wait()
             raise
         assert proc.returncode is not None
@@ -236,14 +239,14 @@ class GitForge:
             )
         except TimeoutError:
             log.warn(f"{service.repo}: push timed out; re-reading '{service.target}'")
-            return await self._classify_after(service, old, new, "push timed out")
+            return await self._classify_after(service, old, new, "push timed out", unclear=True)
         if res.code == 0:
             return PushResult(PushStatus.LANDED)
         reason = _sanitise(res.err or res.out)
         return await self._classify_after(service, old, new, reason)
 
     async def _classify_after(
-        self, service: ServiceConfig, old: Sha | None, new: Sha, reason: str
+        self, service: ServiceConfig, old: Sha | None, new: Sha, reason: str, *, unclear: bool = False
     ) -> PushResult:
         """After a failed or unclear push, the ref's real position decides."""
         try:
@@ -252,6 +255,12 @@ class GitForge:
             return PushResult(PushStatus.UNKNOWN, f"{reason}; re-read failed: {exc}")
         if now == new:
             return PushResult(PushStatus.LANDED, f"landed despite: {reason}")
+        if now == old and unclear:
+            return PushResult(
+                PushStatus.UNKNOWN,
+                f"{service.repo}: {reason}; '{service.target}' still at the old sha, "
+                "but the push may still land",
+            )
         if now == old:
             return PushResult(
                 PushStatus.REJECTED, f"{service.repo}: push to '{service.target}' rejected: {reason}"

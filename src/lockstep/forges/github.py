@@ -491,6 +491,14 @@ class GitHubForge:
                 )
             if attempt == 1:
                 log.warn(f"{where}: did not land ('{target}' still at {_short(now)}); retrying once")
+        if reply.response is None and not reply.not_sent:
+            # No answer at all (a timeout, a connection lost after sending): the write may still be
+            # applied after the re-read, so a target still at the old sha proves nothing.
+            return PushResult(
+                PushStatus.UNKNOWN,
+                f"{where}: no answer after 2 attempts ({outcome}); '{target}' was still at "
+                f"{_short(before)} when re-read, but the write may still land",
+            )
         return PushResult(
             PushStatus.REJECTED,
             f"{where} did not land after 2 attempts ({outcome}); '{target}' unchanged at {_short(before)}",
