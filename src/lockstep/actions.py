@@ -32,7 +32,7 @@ from typing import Literal, TextIO
 
 from lockstep import log
 from lockstep.errors import LockstepError, UsageError
-from lockstep.model import Report
+from lockstep.model import Report, service_slug
 
 #: The most of ``$GITHUB_EVENT_PATH`` that is ever read.
 EVENT_READ_LIMIT = 1024 * 1024
@@ -45,7 +45,6 @@ ACTION_LIMIT = 100
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 _LOGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[bot\])?")
 _REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_SLUG_RE = re.compile(r"[^A-Z0-9]+")
 _FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 _DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _RENDER_DEPTH = 16
@@ -333,7 +332,7 @@ class OutputWriter:
 
 def output_slug(service_name: str) -> str:
     """A service's output prefix: the same rule as ``ServiceConfig.output_slug``."""
-    return _SLUG_RE.sub("_", service_name.upper()).strip("_").lower()
+    return service_slug(service_name).lower()
 
 
 def report_outputs(report: Report) -> dict[str, str]:

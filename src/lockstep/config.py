@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from lockstep.errors import ConfigError
+from lockstep.model import service_slug
 
 DEFAULT_CONFIG = "lockstep.toml"
 
@@ -104,7 +105,7 @@ class ServiceConfig(_Strict):
     @property
     def slug(self) -> str:
         """The upper-case identifier used in ``LOCKSTEP_<SLUG>_SHA``."""
-        return re.sub(r"[^A-Z0-9]+", "_", self.name.upper()).strip("_")
+        return service_slug(self.name)
 
     @property
     def output_slug(self) -> str:

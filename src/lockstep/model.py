@@ -13,6 +13,14 @@ from enum import StrEnum
 _SHA_RE = re.compile(r"[0-9a-f]{40}")
 
 
+def service_slug(name: str) -> str:
+    """A service name as an identifier: ``Backend-Service`` → ``BACKEND_SERVICE``.
+
+    The one rule behind ``LOCKSTEP_<SLUG>_SHA`` and the Actions output names.
+    """
+    return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+
+
 class Sha(str):
     """A full 40-hex lowercase commit id; constructing one validates it."""
 
@@ -47,14 +55,6 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
     ROLLED_BACK = "rolled back"
-
-
-class Position(StrEnum):
-    """Where a target really is after a run, re-read from the forge."""
-
-    ADVANCED = "advanced"
-    UNCHANGED = "unchanged"
-    UNKNOWN = "unknown"
 
 
 class StepStatus(StrEnum):
