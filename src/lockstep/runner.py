@@ -60,7 +60,8 @@ class Wiring:
 def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
     """The forge and audit sink for ``config``; raises UsageError before any request."""
     if config.gate.forge == "github":
-        from lockstep.forges.github import GitHubForge, GitHubIssueSink
+        from lockstep.forges.github import GitHubForge
+        from lockstep.forges.github_audit import GitHubIssueSink
 
         forge = GitHubForge.from_env(config, env)
         tracker = config.bypass.tracker
@@ -143,7 +144,7 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
         async with local_lock(config.gate.name, env=env, timeout=config.gate.lock_timeout):
             yield
     elif mode == "ref":
-        from lockstep.forges.github import GitHubRefLock
+        from lockstep.forges.github_lock import GitHubRefLock
 
         async with GitHubRefLock.for_config(config, env):
             yield
