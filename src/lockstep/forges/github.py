@@ -440,8 +440,10 @@ class GitHubForge:
         verb = "advance" if before is not None else "create"
         where = f"{service.repo}: {verb} '{target}'"
         outcome = ""
+        in_flight = False  # an attempt went out and got no answer: it may still be applied later
         for attempt in (1, 2):
             reply = await self.http.send(method, path, token=token, json_body=body)
+            in_flight = in_flight or (reply.response is None and not reply.not_sent)
             if reply.status == ok and self._body_sha(reply) in (new, None):
                 return PushResult(PushStatus.LANDED, f"{where} → {new.short}")
             if attempt == 1 and is_rate_limited(reply, redact):
@@ -476,20 +478,22 @@ class GitHubForge:
                     f"{where}: {outcome}; '{target}' is now at {_short(now)}, neither "
                     f"{_short(before)} nor {new.short}: another writer moved it",
                 )
-            if refused:
+            if refused and not in_flight:
                 return PushResult(
                     PushStatus.REJECTED,
                     f"{where} rejected ({outcome}); '{target}' unchanged at {_short(now)}",
                 )
+            if refused:
+                break  # the unanswered first attempt may still land: not "nothing was pushed"
             if attempt == 1:
                 log.warn(f"{where}: did not land ('{target}' still at {_short(now)}); retrying once")
-        if reply.response is None and not reply.not_sent:
-            # No answer at all (a timeout, a connection lost after sending): the write may still be
-            # applied after the re-read, so a target still at the old sha proves nothing.
+        if in_flight:
+            # An attempt got no answer at all (a timeout, a connection lost after sending): it may
+            # still be applied after the re-read, so a target still at the old sha proves nothing.
             return PushResult(
                 PushStatus.UNKNOWN,
-                f"{where}: no answer after 2 attempts ({outcome}); '{target}' was still at "
-                f"{_short(before)} when re-read, but the write may still land",
+                f"{where}: an attempt got no answer ({outcome}); '{target}' was still at "
+                f"{_short(before)} when re-read, but that write may still land",
             )
         return PushResult(
             PushStatus.REJECTED,
