@@ -1,0 +1,1 @@
+"""Fault injection (chaos runs) and fuzzing of lockstep; see ``harness.py`` and ``docs/reliability.md``."""
