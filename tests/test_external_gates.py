@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import subprocess
 import sys
 import time
@@ -304,7 +305,8 @@ def test_failure_fails_at_once_and_stops_polling_the_others(w: World, state: str
     assert result.detail == f"check gate-check failed: metadata: `e2e` status is {state} on {short}: 3 tests failed"
     assert line(result, "metadata").endswith("<https://ci/7>")
     assert "stopped waiting because metadata failed" in line(result, "backend")
-    assert w.clock.now - 1000.0 <= 10.0  # at most one interval, not the 10m timeout
+    # far from the 10 m timeout (the other service's polls advance the scripted clock meanwhile)
+    assert w.clock.now - 1000.0 <= 120.0
 
 
 def test_newest_status_of_the_context_wins(w: World) -> None:
@@ -388,7 +390,7 @@ def test_forbidden_read_fails_at_once_naming_the_permission(w: World) -> None:
     assert "backend: cannot read `e2e` status on" in result.detail
     assert "HTTP 403: Resource not accessible by personal access token" in result.detail
     assert "(the read token needs Commit statuses: read on o/backend)" in result.detail
-    assert w.clock.now - 1000.0 <= 10.0
+    assert w.clock.now - 1000.0 <= 120.0  # far from the 10 m timeout
 
 
 def test_transient_read_failures_keep_polling(w: World, logs: io.StringIO) -> None:
@@ -463,7 +465,7 @@ def test_check_run_any_conclusion_but_success_fails_at_once(w: World, conclusion
     assert f"backend: `canary` check run is {conclusion} on {short}" in result.detail
     assert "smoke: 2 failed" in result.detail
     assert ("lockstep requires success" in result.detail) == (conclusion in ("neutral", "skipped"))
-    assert w.clock.now - 1000.0 <= 10.0
+    assert w.clock.now - 1000.0 <= 120.0  # far from the 10 m timeout
 
 
 def test_check_run_rerun_supersedes_an_earlier_failure(w: World) -> None:
@@ -489,7 +491,8 @@ def test_check_run_missing_and_stale(w: World) -> None:
 def test_forbidden_check_runs_name_the_checks_permission(w: World) -> None:
     w.gh.inject(Fault.status(403, "Resource not accessible by integration"), path=r".*/check-runs", times=None)
     result = w.run(CHECK_RUN)
-    assert "(the read token needs Checks: read on o/backend)" in result.detail
+    # whichever service is answered first fails the check; its message names the permission and repo
+    assert re.search(r"\(the read token needs Checks: read on o/(backend|metadata)\)", result.detail)
 
 
 # ---- configuration -----------------------------------------------------------------------------
