@@ -34,6 +34,7 @@ from lockstep.model import (
     Report,
     Result,
     ServiceReport,
+    Sha,
     StepReport,
     StepStatus,
 )
@@ -416,6 +417,11 @@ class Gate:
         self._decide(report, failed is not None or cancelled)
         await self._record(report, "finished")
 
+    def _record_shas(self, service: ServiceConfig) -> tuple[Sha | None, Sha]:
+        """(old, new) of ``service`` as the promotion record states them."""
+        heads = self._heads[service.name]
+        return heads.target, heads.source
+
     async def _record(self, report: Report, phase: Phase) -> None:
         """Write the promotion record; a failure is a warning and never blocks or undoes a push."""
         if self._records is None:
@@ -435,8 +441,8 @@ class Gate:
                     name=s.name,
                     repo=s.repo,
                     target=s.target,
-                    old_sha=self._heads[s.name].target,
-                    new_sha=self._heads[s.name].source,
+                    old_sha=self._record_shas(s)[0],
+                    new_sha=self._record_shas(s)[1],
                     outcome=self._svc(report, s).outcome.value if phase == "finished" else "pending",
                 )
                 for s in self.config.services

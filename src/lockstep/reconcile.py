@@ -121,6 +121,18 @@ class ReconcileGate(Gate):
                     f"{service.name}: {heads.source.short} is not an ancestor of {heads.target.short}"
                 )
 
+    def _record_shas(self, service: ServiceConfig) -> tuple[Sha | None, Sha]:
+        """A reconcile record restates the promotion it finishes or undoes (its old and new shas),
+        so a reconcile that fails half-way still leaves a record that ``status`` reads as a split."""
+        rec = self.record.service(service.name)
+        if rec is None or service.name in self.absent or service.name in self.left_alone:
+            return super()._record_shas(service)
+        new, old = Sha(rec.new_sha), Sha(rec.old_sha) if rec.old_sha else None
+        if self.direction == "forward":
+            return old, new
+        assert old is not None  # a seeded target (no old sha) is absent or left alone
+        return new, old
+
     def _order(self, pending: list[ServiceConfig]) -> list[ServiceConfig]:
         return list(reversed(pending)) if self.direction == "rollback" else pending
 

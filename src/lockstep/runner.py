@@ -281,7 +281,8 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         report = await session.run_gate(session.gate(), options)
         if report.result != Result.SPLIT:
             return [report]
-        report.fix_command = reconcile_command(str(request.config_path or "lockstep.toml"))
+        if wiring.records is not None:  # without records, reconcile has nothing to work from
+            report.fix_command = reconcile_command(str(request.config_path or "lockstep.toml"))
         if config.recovery.on_split != "rollback" or session.cancellation.requested:
             return [report]
         log.warn('the run left a split and recovery.on_split = "rollback": rolling back now')
@@ -331,9 +332,7 @@ def execute_reconcile(
     wiring = build_forge(config, env)
     log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     if wiring.records is None:
-        raise UsageError(
-            f"the {config.gate.forge} forge keeps no promotion records yet: nothing to reconcile"
-        )
+        raise UsageError("[gate] records = false: there are no promotion records to reconcile from")
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
     records = wiring.records
 
