@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from lockstep.errors import AuditError, UsageError
 from lockstep.markdown import code_block, has_bidi, inline_code, table_cell
@@ -107,6 +107,9 @@ def validate_actor(name: str | None) -> str:
     return actor
 
 
+AuditAction = Literal["bypass", "reconcile-forward", "reconcile-rollback", "rollback"]
+
+
 def utc_now() -> str:
     """The current time as ``2026-11-27T02:30:00Z`` (UTC, whole seconds)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -139,6 +142,7 @@ class AuditRecord:
     justification: str
     run_url: str | None = None
     time: str = field(default_factory=utc_now)
+    action: AuditAction = "bypass"
 
     def __post_init__(self) -> None:
         if not _GATE_RE.fullmatch(self.gate):
@@ -199,7 +203,7 @@ def render_markdown(record: AuditRecord) -> str:
     so nothing follows text a reader might mistake for the end of the record.
     """
     lines = [
-        f"### lockstep bypass: {inline_code(record.gate)}",
+        f"### lockstep {record.action}: {inline_code(record.gate)}",
         "",
         f"- Time: {record.time}",
         f"- Actor: {inline_code(record.actor)}",

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from lockstep import actions, log
-from lockstep.audit import AuditRecord, AuditService, render_markdown
+from lockstep.audit import AuditAction, AuditRecord, AuditService, render_markdown
 from lockstep.checks import check_environment, run_check
 from lockstep.config import CheckConfig, Config, ServiceConfig
 from lockstep.errors import AuditError, ForgeError
@@ -43,6 +43,16 @@ from lockstep.progress import PlainProgress, Progress
 from lockstep.records import Phase, PromotionRecord, RecordService
 
 T = TypeVar("T")
+
+
+def _audit_action(mode: str) -> AuditAction:
+    """What the audit record's heading calls this run."""
+    actions: dict[str, AuditAction] = {
+        "reconcile-forward": "reconcile-forward",
+        "reconcile-rollback": "reconcile-rollback",
+        "rollback": "rollback",
+    }
+    return actions.get(mode, "bypass")
 
 
 def utc_now() -> str:
@@ -355,6 +365,7 @@ class Gate:
                 for s in self.config.services
             ],
             justification=options.justification or "",
+            action=_audit_action(report.mode),
         )
         location = await sink.store(render_markdown(record), record.to_json())
         report.audit.stored = True

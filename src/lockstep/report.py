@@ -130,6 +130,13 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+_AUDITED_MODES = {
+    "reconcile-forward": "Reconcile --forward",
+    "reconcile-rollback": "Reconcile --rollback",
+    "rollback": "Automatic rollback",
+}
+
+
 def bypass_footer(report: Report) -> str | None:
     """One accurate sentence about the audit record, or None when no bypass was asked.
 
@@ -140,6 +147,9 @@ def bypass_footer(report: Report) -> str | None:
         return None
     if audit.stored:
         where = f" at {inline_code(audit.location)}" if audit.location else ""
+        label = _AUDITED_MODES.get(report.mode)
+        if label:
+            return f"**{label}:** the justification was logged{where} before any push."
         return f"**Bypass:** the gate was skipped; the justification was logged{where} before any push."
     if audit.suppressed_noop:
         return "**Bypass:** requested, but there was nothing to promote, so no audit record was written."
