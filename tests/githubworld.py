@@ -25,6 +25,7 @@ from typing import Any
 
 from tests.fakegithub import FakeGitHub, RecordedRequest
 from tests.gitworld import CliResult
+from tests.runner_outputs import parse_output_file
 from tests.staging import Staging
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -40,38 +41,6 @@ REPOS: dict[str, str] = {"backend": "acme/backend", "metadata": "acme/metadata"}
 
 def token_var(name: str) -> str:
     return f"PROD_PUSH_TOKEN_{name.upper()}"
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """$GITHUB_OUTPUT as the runner reads it: ``name=value`` lines and ``name<<DELIM`` blocks."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        if not line:
-            continue
-        eq, heredoc = line.find("="), line.find("<<")
-        if eq >= 0 and (heredoc < 0 or eq < heredoc):
-            name, value = line.split("=", 1)
-        else:
-            assert heredoc > 0, f"invalid output line {line!r}"
-            name, delimiter = line.split("<<", 1)
-            body: list[str] = []
-            while True:
-                assert i < len(lines), f"delimiter {delimiter!r} never closed"
-                nxt = lines[i]
-                i += 1
-                if nxt == delimiter:
-                    break
-                body.append(nxt)
-            value = "\n".join(body)
-        assert name not in out, f"output {name!r} written twice"
-        out[name] = value
-    return out
 
 
 @dataclass
@@ -191,7 +160,7 @@ class GitHubWorld:
         )
 
     def outputs(self) -> dict[str, str]:
-        return parse_outputs(self.output_file.read_text(encoding="utf-8"))
+        return parse_output_file(self.output_file.read_text(encoding="utf-8"), unique=True)
 
     # ---- running --------------------------------------------------------------------
 

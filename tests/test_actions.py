@@ -19,48 +19,11 @@ from lockstep.actions import ActionsError, EventInputs, OutputWriter
 from lockstep.config import ServiceConfig
 from lockstep.errors import LockstepError, UsageError
 from lockstep.model import Report, Result, ServiceReport
+from tests.runner_outputs import parse_output_file
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
 ACTIONS_ENV = {"GITHUB_ACTIONS": "true"}
-
-
-def parse_output_file(text: str) -> dict[str, str]:
-    """The runner's reading of $GITHUB_OUTPUT (Linux: lines end at "\\n").
-
-    ``NAME=VALUE`` when ``=`` comes first; ``NAME<<DELIM`` then lines up to one
-    equal to DELIM, joined with "\\n"; empty lines between commands are skipped.
-    """
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        if not line:
-            continue
-        eq, heredoc = line.find("="), line.find("<<")
-        if eq >= 0 and (heredoc < 0 or eq < heredoc):
-            name, value = line.split("=", 1)
-        elif heredoc >= 0:
-            name, delimiter = line.split("<<", 1)
-            body: list[str] = []
-            while True:
-                if i >= len(lines):
-                    raise AssertionError(f"delimiter {delimiter!r} not found")
-                nxt = lines[i]
-                i += 1
-                if nxt == delimiter:
-                    break
-                body.append(nxt)
-            value = "\n".join(body)
-        else:
-            raise AssertionError(f"invalid line {line!r}")
-        assert name, "empty name"
-        out[name] = value
-    return out
 
 
 def write_event(tmp_path: Path, payload: object, name: str = "event.json") -> str:
