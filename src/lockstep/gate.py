@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import httpx
+
 from lockstep import actions, log
 from lockstep.audit import AuditAction, AuditRecord, AuditService, render_markdown
 from lockstep.checks import check_environment, run_check
@@ -38,7 +40,7 @@ from lockstep.model import (
     StepReport,
     StepStatus,
 )
-from lockstep.probes import verify_versions, wait_healthy
+from lockstep.probes import probe_client, verify_versions, wait_healthy
 from lockstep.progress import PlainProgress, Progress
 from lockstep.records import Phase, PromotionRecord, RecordService
 
@@ -111,6 +113,7 @@ class Gate:
         self._secret_vars = secret_vars
         self.cancellation = cancellation or Cancellation()
         self._records = records
+        self._probes: httpx.AsyncClient | None = None
         self.progress: Progress = progress or PlainProgress(env)
         self._options = RunOptions()
         self._heads: dict[str, Heads] = {}
@@ -212,8 +215,9 @@ class Gate:
                 await self._step(report, "preflight", self._preflight)
                 await self._step(report, "audit", lambda: self._audit(report, options))
             else:
-                await self._step(report, "health", self._health)
-                await self._step(report, "version", self._versions)
+                async with probe_client() as self._probes:  # one pool (and TLS setup) for both steps
+                    await self._step(report, "health", self._health)
+                    await self._step(report, "version", self._versions)
                 for check in cfg.checks:
                     work = functools.partial(self._check, check, report)
                     await self._step(report, f"check {check.name}", work)
@@ -275,6 +279,7 @@ class Gate:
             timeout=g.health_timeout,
             interval=g.health_interval,
             request_timeout=g.request_timeout,
+            client=self._probes,
             on_progress=self._health_progress,
         )
         failed = [r.detail for r in results if not r.ok]
@@ -288,7 +293,10 @@ class Gate:
     async def _versions(self) -> None:
         expected = {s.name: self._heads[s.name].source for s in self.config.services}
         results = await verify_versions(
-            self.config.services, expected, request_timeout=self.config.gate.request_timeout
+            self.config.services,
+            expected,
+            request_timeout=self.config.gate.request_timeout,
+            client=self._probes,
         )
         for r in results:
             self.progress.service(r.service, "version", "✓" if r.ok else "✗ " + r.detail[:60])

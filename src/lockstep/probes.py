@@ -84,7 +84,8 @@ def clean_text(text: str, limit: int = _ECHO_LIMIT) -> str:
     return cleaned
 
 
-def _client() -> httpx.AsyncClient:
+def probe_client() -> httpx.AsyncClient:
+    """The client for staging probes; one per run serves health and version."""
     # trust_env keeps HTTPS_PROXY / SSL_CERT_FILE working; httpx 0.28 never reads .netrc.
     return httpx.AsyncClient(
         follow_redirects=False,
@@ -245,7 +246,7 @@ async def wait_healthy(
 
     if client is not None:
         return list(await asyncio.gather(*(one(client, s) for s in services)))
-    async with _client() as own:
+    async with probe_client() as own:
         return list(await asyncio.gather(*(one(own, s) for s in services)))
 
 
@@ -451,7 +452,7 @@ async def verify_versions(
                 *(_verify_one(client, s, expected.get(s.name), request_timeout) for s in services)
             )
         )
-    async with _client() as own:
+    async with probe_client() as own:
         return list(
             await asyncio.gather(
                 *(_verify_one(own, s, expected.get(s.name), request_timeout) for s in services)

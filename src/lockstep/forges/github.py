@@ -374,24 +374,20 @@ class GitHubForge:
 
         Guarded like ``advance``: nothing is sent unless the target is still at ``current``.
         """
+        where = f"{service.repo}: '{service.target}'"
+        try:
+            now = await self.read_target(service)  # a target that moved is never rewound
+        except ForgeError as exc:
+            return PushResult(PushStatus.REJECTED, f"{exc}; no push was sent")
+        if now != current:
+            return PushResult(
+                PushStatus.CONCURRENT,
+                f"{where} is at {_short(now)}, not {current.short} as read earlier in this run: "
+                f"another writer moved it; no push was sent",
+            )
         return await self._patch(service, current, to, force=True)
 
     async def _patch(self, service: ServiceConfig, old: Sha, new: Sha, *, force: bool) -> PushResult:
-        where = f"{service.repo}: '{service.target}'"
-        if force:
-            # only a rollback forces: re-read right here so a target that moved is never rewound
-            try:
-                current = await self.read_target(service)
-            except ForgeError as exc:
-                return PushResult(PushStatus.REJECTED, f"{exc}; no push was sent")
-        else:
-            current = old  # the gate's preflight re-read it a moment ago (check_target)
-        if current != old:
-            return PushResult(
-                PushStatus.CONCURRENT,
-                f"{where} is at {_short(current)}, not {old.short} as read earlier in this run: "
-                f"another writer moved it; no push was sent",
-            )
         owner, name = self._repo(service)
         return await self._write(
             service,
