@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -454,20 +455,30 @@ def test_annotation_outside_actions_is_a_log_line() -> None:
     assert "warning: T: careful" in logged.getvalue()
 
 
-def test_group_under_actions_closes_on_error_and_does_not_nest() -> None:
-    out, logged = io.StringIO(), io.StringIO()
-    log.set_stream(logged)
-    try:
-        with pytest.raises(RuntimeError), actions.group("health\n%", env=ACTIONS_ENV, stream=out):
-            with actions.group("inner", env=ACTIONS_ENV, stream=out):
-                pass
-            raise RuntimeError
-        with actions.group("plain", env={}, stream=out):
-            pass
-    finally:
-        log.set_stream(None)
+def test_groups_escape_their_title_and_close_even_when_a_step_never_finished() -> None:
+    from lockstep.progress import PlainProgress
+
+    out = io.StringIO()
+    actions.start_group("health\n%", stream=out)
+    actions.end_group(stream=out)
     assert out.getvalue().splitlines() == ["::group::health%0A%25", "::endgroup::"]
-    assert "inner" in logged.getvalue() and "plain" in logged.getvalue()
+
+    logged = io.StringIO()
+    log.set_stream(logged)
+    real_stderr = sys.stderr
+    sys.stderr = out = io.StringIO()  # workflow commands go to stderr, in order with the log lines
+    try:
+        plain = PlainProgress(ACTIONS_ENV)
+        plain.step_started("resolve")
+        plain.step_finished("resolve", "passed", 0.1, "")
+        plain.step_started("check e2e")  # cancelled: never finished
+        plain.close()
+    finally:
+        sys.stderr = real_stderr
+        log.set_stream(None)
+    assert out.getvalue().splitlines() == [
+        "::group::▶ resolve", "::endgroup::", "::group::▶ check e2e", "::endgroup::",
+    ]
 
 
 def test_stop_commands() -> None:

@@ -482,7 +482,7 @@ MARKDOWN = (
 
 
 def store(w: World, tracker: str = "o/t#42", markdown: str = MARKDOWN) -> str:
-    return w.run(lambda f: GitHubIssueSink.from_forge(f, tracker).store(markdown, {"kind": "x"}))
+    return w.run(lambda f: GitHubIssueSink(f, tracker).store(markdown, {"kind": "x"}))
 
 
 def test_audit_comment_body_is_the_markdown_as_json(w: World) -> None:
@@ -540,7 +540,7 @@ def test_audit_retries_once_only_when_nothing_was_sent() -> None:
         env = {"GITHUB_TOKEN": READ, "PUSH_TOKEN": PUSH}
         forge = GitHubForge.from_env(make_config(), env, transport=httpx.MockTransport(handler))
         try:
-            return await forge.audit_sink(make_config()).store("body", {})
+            return await GitHubIssueSink(forge, make_config().bypass.tracker or "").store("body", {})
         finally:
             await forge.aclose()
 
@@ -692,7 +692,7 @@ def test_tokens_never_leak(w: World, logs: io.StringIO) -> None:
 
 def test_ref_lock_is_created_and_deleted(w: World) -> None:
     async def body(f: GitHubForge) -> None:
-        async with f.ref_lock(make_config(), poll_interval=0.01):
+        async with GitHubRefLock.in_first_service(f, make_config(), poll_interval=0.01):
             assert w.gh.branch("o/r", "lockstep-lock/g1") == w.c2
 
     w.run(body)

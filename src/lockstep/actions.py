@@ -476,29 +476,13 @@ def mask_secrets(env: Mapping[str, str] | None, names: Iterable[str], stream: Te
     return count
 
 
-_group_depth = 0
-
-
-@contextlib.contextmanager
-def group(
-    title: str, *, env: Mapping[str, str] | None = None, stream: TextIO | None = None
-) -> Iterator[None]:
-    """A collapsible log group under Actions; outside it, just a progress line.
-
-    Actions cannot nest groups, so an inner group only logs its title.
-    """
-    global _group_depth
-    if not in_actions(env) or _group_depth:
-        log.info(title)
-        yield
-        return
+def start_group(title: str, stream: TextIO | None = None) -> None:
+    """Open a collapsible log group (Actions cannot nest them: the caller closes each first)."""
     _command(stream, f"::group::{escape_data(title)}")
-    _group_depth += 1
-    try:
-        yield
-    finally:
-        _group_depth -= 1
-        _command(stream, "::endgroup::")
+
+
+def end_group(stream: TextIO | None = None) -> None:
+    _command(stream, "::endgroup::")
 
 
 def annotation(

@@ -42,7 +42,7 @@ class PlainProgress:
 
     def step_started(self, name: str) -> None:
         if actions.in_actions(self._env):
-            actions._command(None, f"::group::{actions.escape_data('▶ ' + name)}")
+            actions.start_group(f"▶ {name}")
             self._grouped = True
         else:
             log.info(f"▶ {name}")
@@ -51,7 +51,7 @@ class PlainProgress:
         suffix = f": {detail}" if detail and status != "passed" else ""
         log.info(f"{_MARKS.get(status, '·')} {name} {status} in {seconds:.1f}s{suffix}")
         if self._grouped:
-            actions._command(None, "::endgroup::")
+            actions.end_group()
             self._grouped = False
 
     def service(self, name: str, what: str, text: str) -> None:
@@ -62,7 +62,7 @@ class PlainProgress:
 
     def close(self) -> None:
         if self._grouped:
-            actions._command(None, "::endgroup::")
+            actions.end_group()
             self._grouped = False
 
 

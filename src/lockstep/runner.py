@@ -72,7 +72,7 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
         def github_sink() -> AuditSink:
             if not tracker:
                 raise UsageError("bypass.tracker is not set: name the issue that receives audit comments")
-            return GitHubIssueSink.from_forge(forge, tracker)
+            return GitHubIssueSink(forge, tracker)
 
         from lockstep.forges.github_records import GitHubDeploymentRecordStore
 

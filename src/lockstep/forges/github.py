@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -46,10 +46,6 @@ from lockstep.forges.github_http import (
     is_rate_limited,
 )
 from lockstep.model import Heads, PushResult, PushStatus, Sha, TargetCheck
-
-if TYPE_CHECKING:
-    from lockstep.forges.github_audit import GitHubIssueSink
-    from lockstep.forges.github_lock import GitHubRefLock
 
 __all__ = [
     "GitHubForge",
@@ -503,28 +499,7 @@ class GitHubForge:
         sha = obj.get("sha") if isinstance(obj, dict) else None
         return sha if isinstance(sha, str) else None
 
-    # -- helpers for the audit sink and the lock ---------------------------------------
-
-    def audit_sink(self, config: Config) -> GitHubIssueSink:
-        from lockstep.forges.github_audit import GitHubIssueSink
-
-        """The issue sink for ``[bypass] tracker``; UsageError when it is unset or malformed."""
-        if not config.bypass.tracker:
-            raise UsageError("bypass.tracker: required for a bypass with the github forge (OWNER/REPO#N)")
-        return GitHubIssueSink(self, config.bypass.tracker)
-
-    def ref_lock(self, config: Config, *, poll_interval: float = 5.0) -> GitHubRefLock:
-        """The gate's ref lock in the first service's repo, timed by ``[gate]``."""
-        from lockstep.forges.github_lock import GitHubRefLock
-
-        return GitHubRefLock(
-            self,
-            config.services[0],
-            config.gate.name,
-            config.gate.lock_stale_after,
-            timeout=config.gate.lock_timeout,
-            poll_interval=poll_interval,
-        )
+    # -- what the audit sink, the lock and the record store share ---------------------
 
     def push_token(self, service: ServiceConfig) -> Secret:
         return self._push_tokens[service.name]

@@ -29,11 +29,6 @@ class GitHubIssueSink:
     def __repr__(self) -> str:
         return f"GitHubIssueSink({self.tracker!r})"
 
-    @classmethod
-    def from_forge(cls, forge: GitHubForge, tracker: str) -> GitHubIssueSink:
-        """The sink on ``tracker``, sharing the forge's client and read token."""
-        return cls(forge, tracker)
-
     async def store(self, markdown: str, record: dict[str, object]) -> str:
         http = self._forge.http
         path = f"/repos/{quote(self.owner)}/{quote(self.repo)}/issues/{self.number}/comments"

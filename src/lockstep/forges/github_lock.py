@@ -67,8 +67,23 @@ class GitHubRefLock:
         Taken in the first service's repo, timed by ``[gate] lock_timeout`` and
         ``lock_stale_after``; UsageError (no request made) for a bad setup.
         """
-        lock = GitHubForge.from_env(config, env).ref_lock(config, poll_interval=poll_interval)
-        lock._owns_forge = True
+        return cls.in_first_service(GitHubForge.from_env(config, env), config,
+                                    poll_interval=poll_interval, owns_forge=True)
+
+    @classmethod
+    def in_first_service(
+        cls, forge: GitHubForge, config: Config, *, poll_interval: float = 5.0, owns_forge: bool = False
+    ) -> GitHubRefLock:
+        """The gate's lock in the first service's repo, timed by ``[gate]``, on ``forge``."""
+        lock = cls(
+            forge,
+            config.services[0],
+            config.gate.name,
+            config.gate.lock_stale_after,
+            timeout=config.gate.lock_timeout,
+            poll_interval=poll_interval,
+        )
+        lock._owns_forge = owns_forge
         return lock
 
     def __repr__(self) -> str:
