@@ -73,6 +73,8 @@ class GitForge:
         self._env = {**(os.environ if env is None else env), **_GIT_ENV}
         self._cache_locks: dict[str, asyncio.Lock] = {}
         self._ready: set[str] = set()
+        self._ancestry: dict[tuple[str, str, str], bool] = {}
+        self._present: set[tuple[Path, str]] = set()
 
     # -- plumbing -------------------------------------------------------------
 
@@ -190,20 +192,29 @@ class GitForge:
         return cache
 
     async def _have(self, cache: Path, shas: Sequence[Sha]) -> bool:
+        """Whether the cache holds every commit (a commit once fetched stays: remembered)."""
         for sha in shas:
+            if (cache, sha) in self._present:
+                continue
             res = await self._git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=cache)
             if res.code != 0:
                 return False
+            self._present.add((cache, sha))
         return True
 
     async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
+        """Ancestry of two commits never changes, so each answer is kept: the preflight's check
+        makes ``advance``'s own check free, and no git process runs between two pushes for it."""
         if ancestor == descendant:
             return True
-        cache = await self._fetch(service, [ancestor, descendant])
-        res = await self._git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cache)
-        if res.code not in (0, 1):
-            raise ForgeError(f"{service.repo}: ancestry check failed: {_sanitise(res.err)}")
-        return res.code == 0
+        key = (self.remote(service), ancestor, descendant)
+        if key not in self._ancestry:
+            cache = await self._fetch(service, [ancestor, descendant])
+            res = await self._git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cache)
+            if res.code not in (0, 1):
+                raise ForgeError(f"{service.repo}: ancestry check failed: {_sanitise(res.err)}")
+            self._ancestry[key] = res.code == 0
+        return self._ancestry[key]
 
     async def check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
         current = await self.read_target(service)
