@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 import pytest
 
-from lockstep import log
 from lockstep.checks import CheckResult
 from lockstep.config import Config, parse_config
 from lockstep.errors import ConfigError
@@ -134,16 +133,6 @@ class World:
 
     def reads(self, pattern: str) -> list[Any]:
         return [r for r in self.gh.requests if r.method == "GET" and pattern in r.path]
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    log.set_stream(stream)
-    try:
-        yield stream
-    finally:
-        log.set_stream(None)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from lockstep import __version__, log
+from lockstep import __version__
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import AuditError, ForgeError, LockError, UsageError
 from lockstep.forges.github import GitHubForge, RetryPolicy
@@ -117,16 +117,6 @@ def make_config(target: str = "prod", tracker: str = "o/t#42", repo: str = "o/r"
 
 
 SVC: ServiceConfig = make_config().services[0]
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    log.set_stream(stream)
-    try:
-        yield stream
-    finally:
-        log.set_stream(None)
 
 
 @pytest.fixture
