@@ -28,7 +28,7 @@ def test_promotes_every_target_together(world: GitWorld) -> None:
         assert svc["old_target_sha"] == olds[n]
         assert svc["final_target_sha"] == mains[n]
     assert "| advanced |" in res.out
-    assert [s["name"] for s in res.report["steps"]] == ["resolve", "health", "version", "preflight",
+    assert [s["name"] for s in res.report["steps"]] == ["resolve", "fast-forward", "health", "version", "preflight",
                                                        "promote", "verify"]
 
 
@@ -130,14 +130,20 @@ def test_bypass_blocked_when_audit_cannot_be_stored(world: GitWorld) -> None:
     assert res.report is not None and res.report["audit"]["stored"] is False
 
 
-def test_preflight_refuses_a_diverged_target_and_moves_nothing(world: GitWorld) -> None:
-    world.config()
+def test_a_diverged_target_is_refused_before_the_gate_and_moves_nothing(world: GitWorld) -> None:
+    marker = world.root / "check-ran"
+    world.config(checks=f'[[checks]]\nname = "slow"\nrun = ["touch", "{marker}"]\n')
     world.commit_on("beta", "prod")  # prod now has a commit main lacks
     before = {n: world.sha(n, "prod") for n in world.names}
     res = world.run("run")
     assert res.code == 1
     assert {n: world.sha(n, "prod") for n in world.names} == before
     assert "beta" in res.out and "not a fast-forward" in res.out
+    # found right after resolve, as `plan` finds it: no staging probe, no check
+    assert res.report is not None
+    assert [(s["name"], s["status"]) for s in res.report["steps"]] == [
+        ("resolve", "passed"), ("fast-forward", "failed")]
+    assert all(s.health_hits == 0 for s in world.staging.values()) and not marker.exists()
 
 
 def test_second_push_rejected_is_a_real_split(world: GitWorld) -> None:

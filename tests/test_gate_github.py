@@ -98,7 +98,7 @@ def test_one_target_already_promoted_is_left_alone(ghw: GitHubWorld) -> None:
     assert ghw.service(res.report, "metadata")["outcome"] == "advanced"
 
 
-def test_diverged_target_is_refused_by_preflight_and_nothing_moves(ghw: GitHubWorld) -> None:
+def test_diverged_target_is_refused_right_after_resolve_and_nothing_moves(ghw: GitHubWorld) -> None:
     ghw.config()
     repo = REPOS["metadata"]
     hotfix = ghw.gh.commit(repo, parents=(ghw.prods["metadata"],), message="hotfix made on prod only")
@@ -108,9 +108,13 @@ def test_diverged_target_is_refused_by_preflight_and_nothing_moves(ghw: GitHubWo
     assert ghw.prod("backend") == ghw.prods["backend"] and ghw.prod("metadata") == hotfix
     assert ghw.ref_writes() == []
     assert "metadata" in res.out and "not a fast-forward" in res.out
+    assert res.report is not None
+    # found before the gate spends minutes on staging: no health, version or check step ran
+    assert [(s["name"], s["status"]) for s in res.report["steps"]] == [
+        ("resolve", "passed"), ("fast-forward", "failed")]
+    assert all(s.health_hits == 0 for s in ghw.staging.values())
     compares = ghw.matching("GET", rf"/repos/{repo}/compare/.*")
-    # one request re-reads prod and tests the fast-forward, right before the pushes would start
-    assert compares and compares[0].path.endswith(f"/compare/prod...{ghw.mains['metadata']}")
+    assert compares and compares[0].path.endswith(f"/compare/{hotfix}...{ghw.mains['metadata']}")
 
 
 # ---- resolve --------------------------------------------------------------------------

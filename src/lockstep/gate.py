@@ -42,7 +42,7 @@ from lockstep.model import (
 )
 from lockstep.probes import probe_client, verify_versions, wait_healthy
 from lockstep.progress import PlainProgress, Progress
-from lockstep.records import Phase, PromotionRecord, RecordService
+from lockstep.records import Assessment, Phase, PromotionRecord, RecordService, assess, latest_run
 
 T = TypeVar("T")
 
@@ -118,6 +118,9 @@ class Gate:
         self._options = RunOptions()
         self._heads: dict[str, Heads] = {}
         self._report: Report | None = None
+        # the targets were split when this run started (by the run in _split.record): the run
+        # finishes that promotion, so its record restates that run's old shas as its own
+        self._split: Assessment | None = None
         self.promoting = False  # once True, signals stop new pushes but never interrupt one
         self.finishing = False  # writing the report after a cancellation: never interrupted again
 
@@ -185,6 +188,10 @@ class Gate:
                 if s.action not in (None, Action.NOOP):
                     s.outcome = Outcome.CANCELLED
             await self._verify(report)
+        if self._split is not None and report.result == Result.BLOCKED:
+            # nothing moved, so the split this run started from is still there
+            report.result = Result.SPLIT
+            report.messages.append(f"the targets are still split: {self._split.explanation}")
         report.finished_at = utc_now()
         return report
 
@@ -211,6 +218,7 @@ class Gate:
             return
 
         try:
+            await self._step(report, "fast-forward", self._fast_forward)
             if options.skip_gate:
                 await self._step(report, "preflight", self._preflight)
                 await self._step(report, "audit", lambda: self._audit(report, options))
@@ -244,6 +252,55 @@ class Gate:
             self._set_heads(service, result)
         if errors:
             raise ForgeError("; ".join(errors))
+        if self._records is not None and any(h.target != h.source for h in self._heads.values()):
+            await self._read_start_state(self._records)
+
+    async def _read_start_state(self, records: RecordStore) -> None:
+        """Whether the targets are split by an earlier run (a re-run before the cause was fixed).
+
+        A run that could not read the records goes on, judged against where it found the
+        targets, and says so: the records are a recovery aid, never a gate.
+        """
+        try:
+            history = await records.read_all()
+        except (ForgeError, OSError) as exc:
+            warning = f"could not read the promotion records in {records.location}: {exc}"
+            self._require_report().warnings.append(warning)
+            log.warn(warning)
+            return
+        self._note_start(latest_run(history))
+        if self._split is not None:
+            log.warn(f"the targets are split as this run starts: {self._split.explanation}")
+
+    def _note_start(self, record: PromotionRecord | None) -> None:
+        """Remember the split ``record`` left, if the targets are still split by it."""
+        assessment = assess(record, {name: heads.target for name, heads in self._heads.items()})
+        if assessment.verdict == "split":
+            self._split = assessment
+
+    async def _fast_forward(self) -> None:
+        """Every target that moves must be an ancestor of its source: found now, not after the gate
+        spent minutes on health and checks (preflight asks again right before the first push)."""
+
+        async def check(service: ServiceConfig) -> str | None:
+            heads = self._heads[service.name]
+            if heads.target is None or heads.target == heads.source:
+                return None
+            if await self.forge.is_ancestor(service, heads.target, heads.source):
+                return None
+            self._svc(self._require_report(), service).action = Action.NOT_FAST_FORWARD
+            return self._not_fast_forward(service, heads)
+
+        problems = [p for p in await asyncio.gather(*(check(s) for s in self.config.services)) if p]
+        if problems:
+            raise _Blocked("; ".join(problems))
+
+    def _not_fast_forward(self, service: ServiceConfig, heads: Heads) -> str:
+        assert heads.target is not None
+        return (
+            f"{service.name}: {service.repo} '{service.target}' ({heads.target.short}) is not an "
+            f"ancestor of '{service.source}' ({heads.source.short}): not a fast-forward"
+        )
 
     def _set_heads(self, service: ServiceConfig, heads: Heads) -> None:
         self._heads[service.name] = heads
@@ -342,11 +399,7 @@ class Gate:
             if found.fast_forward:
                 return None
             self._svc(self._require_report(), service).action = Action.NOT_FAST_FORWARD
-            assert heads.target is not None
-            return (
-                f"{service.name}: {service.repo} '{service.target}' ({heads.target.short}) is not an "
-                f"ancestor of '{service.source}' ({heads.source.short}): not a fast-forward"
-            )
+            return self._not_fast_forward(service, heads)
 
         problems = [p for p in await asyncio.gather(*(check(s) for s in todo)) if p]
         if problems:
@@ -437,15 +490,17 @@ class Gate:
         await self._record(report, "finished")
 
     def _record_shas(self, service: ServiceConfig) -> tuple[Sha | None, Sha]:
-        """(old, new) of ``service`` as the promotion record states them."""
+        """(old, new) of ``service`` as the promotion record states them: old is where the last
+        consistent set had it (the split run's old sha when this run started from a split)."""
         heads = self._heads[service.name]
+        split = self._split.record.service(service.name) if self._split and self._split.record else None
+        if split is not None:
+            return (Sha(split.old_sha) if split.old_sha else None), heads.source
         return heads.target, heads.source
 
-    async def _record(self, report: Report, phase: Phase) -> None:
-        """Write the promotion record; a failure is a warning and never blocks or undoes a push."""
-        if self._records is None:
-            return
-        record = PromotionRecord(
+    def promotion_record(self, report: Report, phase: Phase) -> PromotionRecord:
+        """This run's promotion record (``on_split = "rollback"`` undoes what it states)."""
+        return PromotionRecord(
             gate=self.config.gate.name,
             run_id=report.run_id,
             time=utc_now(),
@@ -467,8 +522,13 @@ class Gate:
                 for s in self.config.services
             ),
         )
+
+    async def _record(self, report: Report, phase: Phase) -> None:
+        """Write the promotion record; a failure is a warning and never blocks or undoes a push."""
+        if self._records is None:
+            return
         try:
-            report.record = await self._records.write(record)
+            report.record = await self._records.write(self.promotion_record(report, phase))
         except (ForgeError, OSError) as exc:
             warning = f"could not write the {phase} promotion record to {self._records.location}: {exc}"
             report.warnings.append(warning)
@@ -528,8 +588,15 @@ class Gate:
             )
         )
 
+    def _carried(self, report: Report, service: ServiceConfig) -> bool:
+        """Already where this promotion moves it, by the earlier run this one finishes."""
+        old, new = self._record_shas(service)
+        return self._svc(report, service).action == Action.NOOP and old != new
+
     def _decide(self, report: Report, had_failure: bool) -> None:
         moved = [s for s in report.services if s.did_push]
+        # already where this promotion moves them, by the earlier run this one finishes
+        carried = [s for s in self.config.services if self._carried(report, s)]
         unknown = [s for s in report.services if s.outcome == Outcome.UNKNOWN]
         behind = [
             s for s in report.services
@@ -540,14 +607,13 @@ class Gate:
             report.messages.append(
                 "position unknown for " + ", ".join(s.name for s in unknown) + ": operator action needed"
             )
-        elif moved and behind:
+        elif (moved or carried) and behind:
             report.result = Result.SPLIT
-            report.messages.append(
-                "split promotion: advanced "
-                + ", ".join(s.name for s in moved)
-                + "; not advanced "
-                + ", ".join(s.name for s in behind)
-            )
+            parts = [f"advanced {', '.join(s.name for s in moved)}"] if moved else []
+            if carried:
+                parts.append(f"already there from an earlier run: {', '.join(s.name for s in carried)}")
+            parts.append(f"not advanced {', '.join(s.name for s in behind)}")
+            report.messages.append("split promotion: " + "; ".join(parts))
         elif behind or (had_failure and not moved):
             report.result = Result.BLOCKED
         else:

@@ -62,6 +62,11 @@ class ReconcileGate(Gate):
             self._set_heads(service, heads)
         if problems:
             raise _Blocked("; ".join(problems))
+        self._note_start(self.record)
+
+    async def _fast_forward(self) -> None:
+        if self.direction == "forward":  # a rollback rewinds: its preflight checks the other way round
+            await super()._fast_forward()
 
     def _heads_for(self, service: ServiceConfig, rec: RecordService, current: Sha | None) -> Heads | None:
         """Heads whose 'source' is where this reconcile moves the target; None = moved since."""
@@ -126,7 +131,8 @@ class ReconcileGate(Gate):
         so a reconcile that fails half-way still leaves a record that ``status`` reads as a split."""
         rec = self.record.service(service.name)
         if rec is None or service.name in self.absent or service.name in self.left_alone:
-            return super()._record_shas(service)
+            heads = self._heads[service.name]
+            return heads.target, heads.source
         new, old = Sha(rec.new_sha), Sha(rec.old_sha) if rec.old_sha else None
         if self.direction == "forward":
             return old, new
@@ -141,23 +147,6 @@ class ReconcileGate(Gate):
             return await super()._push_one(service, heads)
         assert heads.target is not None
         return await self.forge.rewind(service, heads.target, heads.source)
-
-
-def record_from_report(report: Report) -> PromotionRecord:
-    """The record of a run that just finished (used by ``on_split = "rollback"``)."""
-    return PromotionRecord(
-        gate=report.gate,
-        run_id=report.run_id,
-        time=report.finished_at or report.started_at,
-        actor=report.actor,
-        mode=report.mode,
-        phase="finished",
-        services=tuple(
-            RecordService(s.name, s.repo, s.target, s.old_target_sha, s.source_sha or "", s.outcome.value)
-            for s in report.services
-            if s.source_sha
-        ),
-    )
 
 
 def reconcile_command(config_path: str, direction: Direction = "forward") -> str:

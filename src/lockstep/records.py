@@ -111,14 +111,32 @@ def parse_lines(text: str) -> list[PromotionRecord]:
     return records
 
 
+def _best_per_run(records: Sequence[PromotionRecord]) -> list[PromotionRecord]:
+    """Each run's best record (its ``finished`` one if it has one), in the order the runs started."""
+    best: dict[str, PromotionRecord] = {}
+    for record in records:
+        if record.run_id not in best or record.phase == "finished":
+            best[record.run_id] = record
+    return list(best.values())
+
+
+# outcomes after which a target may be somewhere other than where the run found it
+_MAY_HAVE_MOVED = frozenset({"advanced", "rolled back", "unknown", "pending"})
+
+
 def latest_run(records: Sequence[PromotionRecord]) -> PromotionRecord | None:
-    """The newest run's best record: its ``finished`` record if it has one, else its ``started`` one."""
-    if not records:
-        return None
-    last_id = records[-1].run_id
-    of_run = [r for r in records if r.run_id == last_id]
-    finished = [r for r in of_run if r.phase == "finished"]
-    return (finished or of_run)[-1]
+    """The promotion to judge the targets against: the newest run that moved a target or may have.
+
+    A run that moved nothing (its first push was refused, say) says nothing about where the
+    targets stand: judging against it would call a split left by an earlier run "consistent".
+    A run killed before its ``finished`` record may have moved anything, so it always counts.
+    When no run moved anything, the newest run is the answer.
+    """
+    runs = _best_per_run(records)
+    for record in reversed(runs):
+        if record.phase == "started" or any(s.outcome in _MAY_HAVE_MOVED for s in record.services):
+            return record
+    return runs[-1] if runs else None
 
 
 Position = Literal["at-record", "before-record", "drifted", "not-recorded", "unreadable"]

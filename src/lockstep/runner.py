@@ -30,7 +30,6 @@ from lockstep.reconcile import (
     Direction,
     ReconcileGate,
     reconcile_command,
-    record_from_report,
 )
 from lockstep.records import latest_run
 from lockstep.report import render_json, render_markdown
@@ -278,7 +277,8 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         _check_writable(Path(output_path))
 
     async def body(session: _Session) -> list[Report]:
-        report = await session.run_gate(session.gate(), options)
+        gate = session.gate()
+        report = await session.run_gate(gate, options)
         if report.result != Result.SPLIT:
             return [report]
         if wiring.records is not None:  # without records, reconcile has nothing to work from
@@ -293,8 +293,9 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
             run_url=options.run_url,
             mode="rollback",
         )
-        gate = session.gate(ReconcileGate, direction="rollback", record=record_from_report(report))
-        rolled = await session.run_gate(gate, rollback)
+        undone = gate.promotion_record(report, "finished")
+        undo = session.gate(ReconcileGate, direction="rollback", record=undone)
+        rolled = await session.run_gate(undo, rollback)
         report.rollback = rolled
         # the rollback's re-read positions are newer, where it could resolve the service at all
         finals = {s.name: s.final_target_sha for s in rolled.services if s.source_sha is not None}

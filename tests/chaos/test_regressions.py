@@ -311,9 +311,9 @@ def test_blocked_rollback_keeps_the_verified_positions(gh_world: GitHubWorld) ->
     world.config(checks='\n[recovery]\nallow_rollback = true\non_split = "rollback"\n')
     repo = REPOS["metadata"]
     hotfix = world.gh.commit(repo, parents=(world.mains["metadata"],), message="hotfix pushed by hand")
-    # After the pre-push check of every target (a compare): backend is pushed, then metadata's push meets
-    # another writer.
-    _move_after_read(world, "metadata", hotfix, what="compare/.+")
+    # After the pre-push check of every target (metadata's second compare: the first is the fast-forward
+    # check right after resolve): backend is pushed, then metadata's push meets another writer.
+    _move_after_read(world, "metadata", hotfix, nth=2, what="compare/.+")
     res = world.run("run")
     assert world.prod("backend") == world.mains["backend"] and world.prod("metadata") == hotfix
     assert res.report is not None and res.report["rollback"] is not None, res.err
