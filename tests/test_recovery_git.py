@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from tests.gitworld import CliResult, GitWorld, build_world
 
@@ -172,7 +173,7 @@ def test_split_by_rejected_push_status_names_it_and_printed_forward_fixes_it(wor
     verdict = next(ln for ln in st.out.splitlines() if ln.startswith("verdict:"))
     assert verdict.startswith("verdict: split") and "advanced alpha" in verdict and "not beta" in verdict
     assert expected_command(world, "forward") in st.out
-    assert expected_command(world, "rollback") in st.out
+    assert expected_command(world, "rollback") not in st.out  # allow_rollback is false: it would fail
 
     js = lockstep(world, "status", "--json")
     assert js.code == 3
@@ -380,9 +381,6 @@ def test_on_split_rollback_rewinds_the_advanced_target_immediately(auto_rollback
     world, res = auto_rollback.world, auto_rollback.res
     assert res.code == 1, res.out + res.err
     assert prods(world) == auto_rollback.olds
-    headline = "split: targets are inconsistent"
-    assert headline in res.out  # the run's own summary, then the rollback's
-    assert res.out.index(headline) < res.out.index("**Mode:** `rollback`")
     assert "| rolled back |" in auto_rollback.rollback_summary
     [audit] = audit_lines(world)
     assert "automatic rollback" in audit["justification"]
@@ -390,7 +388,7 @@ def test_on_split_rollback_rewinds_the_advanced_target_immediately(auto_rollback
     recs = auto_rollback.records
     assert [(r["mode"], r["phase"]) for r in recs] == [
         ("gate", "started"), ("gate", "finished"), ("rollback", "started"), ("rollback", "finished")]
-    assert recs[1]["result"] == "split" and recs[3]["result"] == "promoted"
+    assert recs[1]["result"] == "split" and recs[3]["result"] == "promoted"  # the rollback's own run
     assert recs[3]["audit"] == str(world.root / "audit.md")
     st = lockstep(world, "status")
     assert st.code == 0, st.out + st.err
@@ -411,6 +409,27 @@ def test_on_split_rollback_json_report_matches_what_happened(auto_rollback: Auto
 
 def test_on_split_rollback_record_says_rolled_back(auto_rollback: AutoRollback) -> None:
     assert rec_service(auto_rollback.records[-1], "alpha")["outcome"] == "rolled back"
+
+
+def test_on_split_rollback_summary_says_rolled_back_with_the_shas(auto_rollback: AutoRollback) -> None:
+    """The headline, rows and advice describe the rollback, never a split or a promotion."""
+    out, olds, news = auto_rollback.res.out, auto_rollback.olds, auto_rollback.news
+    tokens = MarkdownIt("commonmark").enable("table").parse(out)
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert [tokens[i].tag for i, t in enumerate(tokens) if t.type == "heading_open"] == ["h2", "h3"]
+    assert headings[0].endswith("rolled back: the split was undone, nothing is promoted"), headings
+    assert headings[1] == "Automatic rollback: ↩️ rolled back", headings
+    assert not any("promoted" in h.replace("nothing is promoted", "") or "split:" in h for h in headings)
+    assert "🚨" not in out and "Re-running" not in out and "reconcile --forward" not in out
+    first_table = out[:out.index("### ")]
+    alpha_row = next(ln for ln in first_table.splitlines() if ln.startswith("| `alpha`"))
+    assert alpha_row.endswith(f"`{olds['alpha'][:7]}` | `{olds['alpha'][:7]}` | rolled back |"), alpha_row
+    assert f"alpha: advanced to {news['alpha'][:7]}, then rolled back to {olds['alpha'][:7]}" in out
+    assert f"rolled back alpha to {olds['alpha'][:7]}" in out
+    report = auto_rollback.res.report
+    assert report is not None and report["result"] == "rolled-back"
+    alpha = next(s for s in report["services"] if s["name"] == "alpha")
+    assert (alpha["outcome"], alpha["did_push"], alpha["final_target_sha"]) == ("rolled back", False, olds["alpha"])
 
 
 def test_on_split_rollback_summary_does_not_claim_beta_is_at_main(auto_rollback: AutoRollback) -> None:
@@ -436,3 +455,43 @@ def test_record_write_failure_leaves_the_promotion_intact_and_warns(world: GitWo
     assert any("could not write the started promotion record" in w for w in warnings), warnings
     assert any("could not write the finished promotion record" in w for w in warnings), warnings
     assert "could not write the started promotion record" in res.out
+
+
+# -- the printed repair commands run as printed ---------------------------------------
+
+
+def _printed_lines(text: str) -> list[str]:
+    """Every ``lockstep reconcile`` command in ``text``, from that word to the end of its line."""
+    return [ln[ln.index("lockstep reconcile"):].rstrip("`") for ln in text.splitlines() if "lockstep reconcile" in ln]
+
+
+@pytest.mark.parametrize("where", ["summary", "stderr", "status"])
+def test_without_a_tracker_the_printed_repair_is_recheck_and_works(world: GitWorld, where: str) -> None:
+    """A justification needs a tracker: without one, the printed command is --recheck, which works."""
+    world.config(tracker=None)
+    news = mains(world)
+    res = split_by_rejected_push(world)
+    text = {"summary": res.out, "stderr": res.err, "status": lockstep(world, "status").out}[where]
+    [line] = _printed_lines(text)
+    assert "--justification" not in line and "--recheck" in line and "--rollback" not in text
+    argv = shlex.split(line)
+    fix = world.run(*argv[1:])
+    assert fix.code == 0, fix.out + fix.err
+    assert prods(world) == news
+
+
+def test_rollback_is_printed_only_when_allowed_and_then_works_as_printed(world: GitWorld) -> None:
+    world.config()
+    split_by_rejected_push(world)
+    st = lockstep(world, "status")
+    assert st.code == 3
+    assert [ln.split()[2] for ln in _printed_lines(st.out)] == ["--forward"]  # allow_rollback is false
+
+    world.config(extra=ROLLBACK)
+    olds = {"alpha": records(world)[0]["services"][0]["old_sha"], "beta": prods(world)["beta"]}
+    st = lockstep(world, "status")
+    lines = _printed_lines(st.out)
+    assert [ln.split()[2] for ln in lines] == ["--forward", "--rollback"]
+    back = world.run(*printed_command(st.out, "rollback", "beta cannot ship today"))
+    assert back.code == 0, back.out + back.err
+    assert prods(world) == olds

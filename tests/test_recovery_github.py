@@ -127,7 +127,7 @@ def test_protected_split_is_named_and_the_printed_forward_command_fixes_it(ghw: 
     line = verdict(st.out)
     assert line.startswith("verdict: split") and "advanced backend" in line and "not metadata" in line
     assert res.report["run_id"] in line
-    assert fix in st.out and expected_command(ghw, "rollback") in st.out
+    assert fix in st.out and expected_command(ghw, "rollback") not in st.out  # allow_rollback is false
 
     js = lockstep(ghw, "status", "--json")
     assert js.code == 3, js.out + js.err

@@ -224,6 +224,9 @@ def test_callout_only_for_split_or_unknown(result: Result) -> None:
     quotes = blockquotes(parse(report))
     if result in (Result.SPLIT, Result.UNKNOWN):
         assert len(quotes) == 1 and plain(quotes[0][0]) == "[!CAUTION]"
+    elif result == Result.ROLLED_BACK:  # the split is gone: a warning that says what was undone
+        assert len(quotes) == 1 and plain(quotes[0][0]) == "[!WARNING]"
+        assert plain(quotes[0][1]).startswith("Rolled back.")
     else:
         assert quotes == []
         assert "split" not in render_markdown(report).lower()

@@ -226,7 +226,7 @@ def status(config_path: Path | None, json_out: bool) -> int:
             } for r in result.rows],
         }, indent=2))
     else:
-        click.echo(render_status(result, str(config_path or "lockstep.toml")))
+        click.echo(render_status(result, config, str(config_path or "lockstep.toml")))
     return 0 if a.verdict == "consistent" else 3
 
 

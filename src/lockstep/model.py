@@ -71,6 +71,7 @@ class Result(StrEnum):
     NOOP = "noop"
     BLOCKED = "blocked"
     SPLIT = "split"
+    ROLLED_BACK = "rolled-back"  # a split undone by recovery.on_split = "rollback": nothing promoted
     UNKNOWN = "unknown"
     ERROR = "error"
 
@@ -81,6 +82,7 @@ class Result(StrEnum):
             Result.NOOP: 0,
             Result.BLOCKED: 1,
             Result.SPLIT: 3,
+            Result.ROLLED_BACK: 1,
             Result.UNKNOWN: 3,
             Result.ERROR: 2,
         }[self]

@@ -12,6 +12,7 @@ from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError
 from lockstep.forges.base import Forge, RecordStore
 from lockstep.model import Action, Heads
+from lockstep.reconcile import repair_commands
 from lockstep.records import Assessment, PromotionRecord, assess, latest_run
 
 
@@ -83,7 +84,7 @@ async def build_status(config: Config, forge: Forge, records: RecordStore | None
     return Status(rows, assessment, error)
 
 
-def render_status(status: Status, config_path: str) -> str:
+def render_status(status: Status, config: Config, config_path: str) -> str:
     a = status.assessment
     lines = [render_plan(status.rows), ""]
     if a.record is not None:
@@ -93,12 +94,10 @@ def render_status(status: Status, config_path: str) -> str:
         )
     lines.append(f"verdict: {a.verdict}: {a.explanation}")
     if a.verdict == "split":
-        lines.append(
-            f'to finish it:   lockstep reconcile --forward --config {config_path} --justification "<why>"'
-        )
-        lines.append(
-            f'to undo it:     lockstep reconcile --rollback --config {config_path} --justification "<why>"'
-        )
+        commands = repair_commands(config, config_path)
+        lines.append(f"to finish it:   {commands['forward']}")
+        if "rollback" in commands:
+            lines.append(f"to undo it:     {commands['rollback']}")
     return "\n".join(lines)
 
 

@@ -11,9 +11,10 @@ the current targets, a target that moved since the record is never touched
 from __future__ import annotations
 
 import asyncio
+import shlex
 from typing import Literal
 
-from lockstep.config import ServiceConfig
+from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError
 from lockstep.gate import Gate, RunOptions, _Blocked
 from lockstep.model import Heads, Outcome, PushResult, Report, Result, Sha
@@ -149,6 +150,52 @@ class ReconcileGate(Gate):
         return await self.forge.rewind(service, heads.target, heads.source)
 
 
-def reconcile_command(config_path: str, direction: Direction = "forward") -> str:
-    """The exact command printed with a split."""
-    return f'lockstep reconcile --{direction} --config {config_path} --justification "<why>"'
+def merge_rollback(report: Report, rolled: Report) -> None:
+    """Fold the automatic rollback (``on_split = "rollback"``) into the run's own report, so its
+    headline, rows and advice say what happened: rolled back, to which shas, or still split."""
+    report.rollback = rolled
+    # the rollback's re-read positions are newer, where it could resolve the service at all
+    finals = {s.name: s.final_target_sha for s in rolled.services if s.source_sha is not None}
+    rewound = {s.name for s in rolled.services if s.outcome == Outcome.ROLLED_BACK}
+    for svc in report.services:
+        if svc.name in finals:
+            svc.final_target_sha = finals[svc.name]
+        if svc.name in rewound:
+            svc.detail = (
+                f"advanced to {(svc.source_sha or '')[:7]}, then rolled back to "
+                f"{(svc.final_target_sha or '(missing)')[:9]}"
+            )
+            svc.outcome, svc.did_push = Outcome.ROLLED_BACK, False
+    if rolled.result != Result.PROMOTED:
+        report.messages.append(
+            f"recovery.on_split = rollback: the rollback did not finish ({rolled.result.value}): "
+            "the targets are still split"
+        )
+        return
+    report.result = Result.ROLLED_BACK
+    report.fix_command = None
+    report.messages.append(
+        "recovery.on_split = rollback: rolled back "
+        + ", ".join(f"{s.name} to {(s.final_target_sha or '')[:7]}" for s in report.services
+                    if s.name in rewound)
+        + "; every target is where it was before this run"
+    )
+
+
+def repair_commands(config: Config, config_path: str) -> dict[Direction, str]:
+    """The reconcile commands that can run with ``config``, exactly as printed with a split.
+
+    Without a ``[bypass] tracker`` a justification has nowhere to go, so the forward repair is
+    ``--recheck`` (the gate itself, nothing to audit); a rollback is always audited, so it is
+    offered only with a tracker and ``[recovery] allow_rollback = true``.
+    """
+    path = shlex.quote(config_path)
+    why = '--justification "<why>"'
+    commands: dict[Direction, str] = {}
+    if config.bypass.tracker:
+        commands["forward"] = f"lockstep reconcile --forward --config {path} {why}"
+        if config.recovery.allow_rollback:
+            commands["rollback"] = f"lockstep reconcile --rollback --config {path} {why}"
+    else:
+        commands["forward"] = f"lockstep reconcile --forward --recheck --config {path}"
+    return commands

@@ -28,6 +28,7 @@ _HEADLINES = {
     Result.NOOP: "✅ nothing to promote",
     Result.BLOCKED: "⛔ blocked: nothing was pushed",
     Result.SPLIT: "🚨 split: targets are inconsistent",
+    Result.ROLLED_BACK: "↩️ rolled back: the split was undone, nothing is promoted",
     Result.UNKNOWN: "🚨 unknown: some targets could not be verified",
     Result.ERROR: "⛔ error",
 }
@@ -68,8 +69,28 @@ def _names(services: list[ServiceReport]) -> str:
     return ", ".join(inline_code(s.name) for s in services) or "none"
 
 
+def headline(report: Report) -> str:
+    """What happened, in a few words: a rollback that worked says rolled back, never promoted."""
+    if report.result == Result.PROMOTED and report.mode.endswith("rollback"):
+        return "↩️ rolled back"
+    return _HEADLINES[report.result]
+
+
+def _rolled_back_callout(report: Report) -> list[str]:
+    rewound = [s for s in report.services if s.outcome == Outcome.ROLLED_BACK]
+    behind = [s for s in report.services if s.outcome not in (Outcome.ROLLED_BACK, Outcome.UNCHANGED)]
+    return [
+        "> [!WARNING]",
+        f"> **Rolled back.** Advanced, then rolled back: {_names(rewound)}. Not advanced: {_names(behind)}. "
+        "Every target is where it was before this run: fix the cause, then run `lockstep run` again.",
+        "",
+    ]
+
+
 def _callout(report: Report) -> list[str]:
     """The split / possible-split warning (empty for every other result)."""
+    if report.result == Result.ROLLED_BACK:
+        return _rolled_back_callout(report)
     if report.result not in (Result.SPLIT, Result.UNKNOWN):
         return []
     in_play = [s for s in report.services if s.outcome != Outcome.UNCHANGED]
@@ -87,7 +108,7 @@ def _callout(report: Report) -> list[str]:
     lines = ["> [!CAUTION]", f"> {text}"]
     if report.fix_command:
         lines.append(f"> To finish the promotion: {inline_code(report.fix_command)}")
-    elif verb == "advanced":
+    elif verb == "advanced" and report.rollback is None:
         lines.append(
             "> Re-running `lockstep run` once the cause is fixed advances the remaining targets "
             "(the advanced ones are then no-ops)."
@@ -97,9 +118,11 @@ def _callout(report: Report) -> list[str]:
     return [*lines, ""]
 
 
-def render_markdown(report: Report) -> str:
-    """The summary: headline, per-service table, split callout, details, bypass footer."""
-    lines = [f"## lockstep {inline_code(report.gate)}: {_HEADLINES[report.result]}", ""]
+def render_markdown(report: Report, *, level: int = 2) -> str:
+    """The summary: headline, per-service table, split callout, details, bypass footer, and the
+    automatic rollback (``on_split = "rollback"``) as a sub-section of the run it undid."""
+    title = f"lockstep {inline_code(report.gate)}" if level == 2 else "Automatic rollback"
+    lines = [f"{'#' * level} {title}: {headline(report)}", ""]
     meta = [f"**Mode:** {inline_code(report.mode)}", f"**Actor:** {inline_code(report.actor)}"]
     if report.record:
         meta.append(f"**Record:** {inline_code(report.record)}")
@@ -127,6 +150,8 @@ def render_markdown(report: Report) -> str:
     footer = bypass_footer(report)
     if footer:
         lines += [footer, ""]
+    if report.rollback is not None:
+        lines += [render_markdown(report.rollback, level=level + 1)]
     return "\n".join(lines)
 
 

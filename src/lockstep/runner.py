@@ -29,7 +29,8 @@ from lockstep.progress import Progress, make_progress
 from lockstep.reconcile import (
     Direction,
     ReconcileGate,
-    reconcile_command,
+    merge_rollback,
+    repair_commands,
 )
 from lockstep.records import latest_run
 from lockstep.report import render_json, render_markdown
@@ -282,7 +283,8 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         if report.result != Result.SPLIT:
             return [report]
         if wiring.records is not None:  # without records, reconcile has nothing to work from
-            report.fix_command = reconcile_command(str(request.config_path or "lockstep.toml"))
+            config_path = str(request.config_path or "lockstep.toml")
+            report.fix_command = repair_commands(config, config_path)["forward"]
         if config.recovery.on_split != "rollback" or session.cancellation.requested:
             return [report]
         log.warn('the run left a split and recovery.on_split = "rollback": rolling back now')
@@ -295,16 +297,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
         )
         undone = gate.promotion_record(report, "finished")
         undo = session.gate(ReconcileGate, direction="rollback", record=undone)
-        rolled = await session.run_gate(undo, rollback)
-        report.rollback = rolled
-        # the rollback's re-read positions are newer, where it could resolve the service at all
-        finals = {s.name: s.final_target_sha for s in rolled.services if s.source_sha is not None}
-        for svc in report.services:
-            if svc.name in finals:
-                svc.final_target_sha = finals[svc.name]
-        if rolled.result == Result.PROMOTED:
-            report.fix_command = None
-            report.messages.append("recovery.on_split = rollback: the advanced targets were rolled back")
+        merge_rollback(report, await session.run_gate(undo, rollback))
         return [report]
 
     with _signals_routed() as router:
@@ -371,8 +364,6 @@ def _token_vars(config: Config) -> list[str]:
 def publish(report: Report, config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden."""
     markdown = render_markdown(report)
-    if report.rollback is not None:
-        markdown += "\n" + render_markdown(report.rollback)
     markdown = log.redact(markdown)  # e.g. a token someone put in a staging URL's userinfo
     code = report.exit_code
     problems: list[str] = []
@@ -396,7 +387,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
                 problems.append(str(exc))
         if report.result in (Result.SPLIT, Result.UNKNOWN):
             actions.annotation("error", " ".join(report.messages) or report.result.value, title="lockstep")
-        elif report.result == Result.BLOCKED:
+        elif report.result in (Result.BLOCKED, Result.ROLLED_BACK):
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
     if request.json_out:
         sys.stdout.write(log.redact(render_json(report)))
