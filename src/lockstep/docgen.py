@@ -109,8 +109,11 @@ DESCRIPTIONS: dict[str, str] = {
         "are refused."
     ),
     "BypassConfig.allowed_actors": (
-        "Who may bypass: compared with `--actor`, else `$GITHUB_ACTOR` in Actions, else the "
-        "local user name. Empty: anyone who can start a run."
+        "Who may bypass. Under GitHub Actions the actor is the account GitHub names "
+        "(`$GITHUB_TRIGGERING_ACTOR`, else `$GITHUB_ACTOR`); a different `--actor` is refused. "
+        "Elsewhere it is self-declared (`--actor`, else the local user name): there the list "
+        "guards against mistakes, not against someone who holds the push tokens. "
+        "Empty: anyone who can start a run."
     ),
     # [recovery]
     "RecoveryConfig.allow_rollback": (

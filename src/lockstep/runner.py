@@ -115,7 +115,7 @@ def resolve_options(config: Config, request: RunRequest, env: Mapping[str, str])
                 f"triggered by repository_dispatch {event.dispatch_action!r} "
                 f"(payload, information only: {event.client_payload_summary})"
             )
-        actor = actor or actions.actor(env)
+        actor = _actions_actor(actor, env)
         run_url = actions.run_url(env)
     if actor is None:
         try:
@@ -133,6 +133,20 @@ def resolve_options(config: Config, request: RunRequest, env: Mapping[str, str])
         if not config.bypass.tracker:
             raise UsageError("bypass.tracker is not set: a bypass needs somewhere to store its audit record")
     return RunOptions(skip_gate=skip, justification=justification, actor=actor, run_url=run_url)
+
+
+def _actions_actor(flag: str | None, env: Mapping[str, str]) -> str | None:
+    """Under Actions the actor is the account GitHub names, never one a flag claims: an ``--actor``
+    that differs is refused, so ``allowed_actors`` and the audit record cannot be talked round."""
+    named = actions.actor(env)
+    if named is None:
+        return flag
+    if flag and flag.strip() != named:
+        raise UsageError(
+            f"--actor {flag.strip()!r} differs from the actor GitHub Actions names ({named!r}, "
+            "$GITHUB_TRIGGERING_ACTOR or $GITHUB_ACTOR): drop --actor under Actions"
+        )
+    return named
 
 
 @contextlib.asynccontextmanager

@@ -1353,7 +1353,8 @@ def run_scenario(sc: Scenario, keep: Path | None = None) -> tuple[ScenarioResult
             event_path = root / "event.json"
             env |= {
                 "GITHUB_ACTIONS": "true",
-                "GITHUB_ACTOR": "chaos-bot",
+                # under Actions a different --actor is refused: the flag, when given, names the same account
+                "GITHUB_ACTOR": sc.actor if sc.actor is not None else "chaos-bot",
                 "GITHUB_SERVER_URL": "https://github.example",
                 "GITHUB_REPOSITORY": "o/gates",
                 "GITHUB_RUN_ID": str(1000 + sc.seed % 1000),
