@@ -93,6 +93,7 @@ class Gate:
     """Runs resolve → (gate | bypass) → preflight → promote → verify for one config."""
 
     moved_outcome = Outcome.ADVANCED  # what a target this run moved is called
+    reads_records_at_start = True  # a reconcile is handed its record instead
 
     def __init__(
         self,
@@ -121,6 +122,7 @@ class Gate:
         # the targets were split when this run started (by the run in _split.record): the run
         # finishes that promotion, so its record restates that run's old shas as its own
         self._split: Assessment | None = None
+        self._records_read: asyncio.Future[None] | None = None
         self.promoting = False  # once True, signals stop new pushes but never interrupt one
         self.finishing = False  # writing the report after a cancellation: never interrupted again
 
@@ -188,6 +190,8 @@ class Gate:
                 if s.action not in (None, Action.NOOP):
                     s.outcome = Outcome.CANCELLED
             await self._verify(report)
+        if report.result == Result.BLOCKED:
+            await self._records_known(2.0 if self.cancellation.requested else None)
         if self._split is not None and report.result == Result.BLOCKED:
             # nothing moved, so the split this run started from is still there
             report.result = Result.SPLIT
@@ -217,9 +221,11 @@ class Gate:
             report.messages.append("nothing to promote: every target already equals its source")
             return
 
+        self._start_reading_records()
         try:
             await self._step(report, "fast-forward", self._fast_forward)
             if options.skip_gate:
+                await self._records_known()
                 await self._step(report, "preflight", self._preflight)
                 await self._step(report, "audit", lambda: self._audit(report, options))
             else:
@@ -229,6 +235,7 @@ class Gate:
                 for check in cfg.checks:
                     work = functools.partial(self._check, check, report)
                     await self._step(report, f"check {check.name}", work)
+                await self._records_known()
                 await self._step(report, "preflight", self._preflight)
         except (_Blocked, ForgeError, AuditError) as exc:
             report.result = Result.BLOCKED
@@ -252,8 +259,24 @@ class Gate:
             self._set_heads(service, result)
         if errors:
             raise ForgeError("; ".join(errors))
-        if self._records is not None and any(h.target != h.source for h in self._heads.values()):
-            await self._read_start_state(self._records)
+
+    def _start_reading_records(self) -> None:
+        """Read the promotion records behind the gate steps (they are needed only before the first
+        push and at the end), so a re-run's split is known at no cost in wall time."""
+        if self._records is not None and self.reads_records_at_start:
+            self._records_read = asyncio.ensure_future(self._read_start_state(self._records))
+
+    async def _records_known(self, limit: float | None = None) -> None:
+        """Wait for that read (at most ``limit`` seconds); a read still running is left to finish
+        unobserved, and the run is judged against where it found the targets."""
+        task = self._records_read
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError:
+            task.cancel()
+            log.warn("the promotion records were still being read; judged without them")
 
     async def _read_start_state(self, records: RecordStore) -> None:
         """Whether the targets are split by an earlier run (a re-run before the cause was fixed).

@@ -26,6 +26,8 @@ Direction = Literal["forward", "rollback"]
 class ReconcileGate(Gate):
     """The gate, resolving from a promotion record instead of the source branches."""
 
+    reads_records_at_start = False
+
     def __init__(
         self, *args: object, direction: Direction, record: PromotionRecord, **kwargs: object
     ) -> None:

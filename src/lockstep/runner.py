@@ -140,7 +140,7 @@ def _actions_actor(flag: str | None, env: Mapping[str, str]) -> str | None:
     that differs is refused, so ``allowed_actors`` and the audit record cannot be talked round."""
     named = actions.actor(env)
     if named is None:
-        return flag
+        return flag or None  # an empty --actor means "not given" under Actions
     if flag and flag.strip() != named:
         raise UsageError(
             f"--actor {flag.strip()!r} differs from the actor GitHub Actions names ({named!r}, "
