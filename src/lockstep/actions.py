@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Literal, TextIO
 from lockstep import log
 from lockstep.errors import LockstepError, UsageError
 from lockstep.model import Report, service_slug
+from lockstep.redact import clean_text
 
 #: The most of ``$GITHUB_EVENT_PATH`` that is ever read.
 EVENT_READ_LIMIT = 1024 * 1024
@@ -46,7 +46,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 _LOGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[bot\])?")
 _REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
-_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _RENDER_DEPTH = 16
 
 Level = Literal["error", "warning", "notice"]
@@ -126,18 +125,6 @@ class EventInputs:
     client_payload_summary: str | None = None
 
 
-def sanitize_text(text: str, limit: int) -> str:
-    """Drop control, format (bidi), surrogate and line-separator characters; bound to ``limit``."""
-    cleaned = "".join(
-        " " if ch == "\t" else ch
-        for ch in text
-        if ch == "\t" or unicodedata.category(ch) not in _DROP_CATEGORIES
-    )
-    if len(cleaned) > limit:
-        cleaned = cleaned[: max(limit - 1, 0)] + "…"
-    return cleaned
-
-
 def _render(value: object, budget: int, depth: int = 0) -> str:
     """Compact JSON-like text of ``value``, stopping early once ``budget`` chars are out."""
     if depth >= _RENDER_DEPTH:
@@ -171,7 +158,7 @@ def _render(value: object, budget: int, depth: int = 0) -> str:
 
 def summarize_payload(payload: object, limit: int = PAYLOAD_SUMMARY_LIMIT) -> str:
     """One sanitised line (at most ``limit`` chars) describing a JSON value, however large or deep."""
-    return sanitize_text(_render(payload, limit), limit)
+    return clean_text(_render(payload, limit), limit)
 
 
 def read_event(env: Mapping[str, str] | None = None) -> EventInputs:
@@ -209,7 +196,7 @@ def read_event(env: Mapping[str, str] | None = None) -> EventInputs:
         except RecursionError:
             problem = "event JSON is nested too deeply"
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise UsageError(f"{where}: not valid JSON: {_one_line(str(exc))}") from None
+            raise UsageError(f"{where}: not valid JSON: {clean_text(str(exc))}") from None
     if problem is not None:
         if needs_inputs:
             raise UsageError(f"{where}: {problem}")
@@ -233,7 +220,7 @@ def read_event(env: Mapping[str, str] | None = None) -> EventInputs:
         payload = event.get("client_payload")
         return EventInputs(
             event_name=event_name,
-            dispatch_action=sanitize_text(action, ACTION_LIMIT) if isinstance(action, str) else None,
+            dispatch_action=clean_text(action, ACTION_LIMIT) if isinstance(action, str) else None,
             client_payload_summary=None if payload is None else summarize_payload(payload),
         )
     return EventInputs(event_name=event_name)
@@ -248,7 +235,7 @@ def _parse_skip_gate(value: object, where: str) -> bool | None:
         return True
     if value == "false":
         return False
-    shown = sanitize_text(repr(value), 60)
+    shown = clean_text(repr(value), 60)
     raise UsageError(f'{where}: inputs.skip_gate must be true or false (or "true"/"false"), got {shown}')
 
 
@@ -256,10 +243,6 @@ def _parse_justification(value: object, where: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise UsageError(f"{where}: inputs.justification must be a string, got {type(value).__name__}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # --------------------------------------------------------------------------- $GITHUB_OUTPUT
@@ -297,7 +280,7 @@ def _append(path: Path, text: str, what: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        reason = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+        reason = exc.strerror or clean_text(str(exc)) or type(exc).__name__
         raise ActionsError(f"cannot write {what} to {str(path)!r}: {reason}") from None
     except UnicodeEncodeError:
         raise ActionsError(f"cannot write {what} to {str(path)!r}: text is not valid UTF-8") from None

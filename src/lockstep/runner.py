@@ -12,12 +12,12 @@ import contextlib
 import getpass
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockstep import actions, log
+from lockstep import actions, log, redact
 from lockstep.audit import FileAuditSink, validate_actor, validate_justification
 from lockstep.config import Config
 from lockstep.errors import ForgeError, LockstepError, UsageError
@@ -65,9 +65,7 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
 
         forge = GitHubForge.from_env(config, env)
         tracker = config.bypass.tracker
-        secret_vars = frozenset(
-            {"GITHUB_TOKEN", "GH_TOKEN"} | {s.token_env for s in config.services if s.token_env}
-        )
+        secret_vars = check_secret_vars(config)
 
         def github_sink() -> AuditSink:
             if not tracker:
@@ -84,14 +82,29 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
 
     path = config.tracker_path()
     git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
-    secret_vars = frozenset(s.token_env for s in config.services if s.token_env)
+    secret_vars = check_secret_vars(config)
     records = GitRecordStore(git_forge, config.services[0], config.gate.name) if config.gate.records else None
     return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars, records)
 
 
+def check_secret_vars(config: Config) -> frozenset[str]:
+    """The token variables removed from (and refused in) checks.
+
+    On the git forge ``GITHUB_TOKEN``/``GH_TOKEN`` are not lockstep's tokens, so a
+    check that needs one (``gh``, an API call) still gets it.
+    """
+    return frozenset(redact.token_vars(config, read=config.gate.forge == "github"))
+
+
+def _secret_values(names: Iterable[str], env: Mapping[str, str]) -> dict[str, str]:
+    """Each named variable's value, where it is long enough to be a secret (see lockstep.redact)."""
+    values = {name: env.get(name, "").strip() for name in names}
+    return {name: value for name, value in values.items() if len(value) >= redact.MIN_SECRET}
+
+
 def refuse_secrets_in_checks(config: Config, secret_vars: frozenset[str], env: Mapping[str, str]) -> None:
     """A push token must never reach a check, even spelled out through ``${VAR}`` in its argv or env."""
-    secrets = {name: env[name] for name in secret_vars if len(env.get(name, "")) >= 4}
+    secrets = _secret_values(sorted(secret_vars), env)
     for i, check in enumerate(config.checks):
         for value in (*check.run, *check.env.values()):
             for name, secret in secrets.items():
@@ -268,10 +281,10 @@ class _Session:
 def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """The whole ``lockstep run``: returns the exit code; prints the summary."""
     if actions.in_actions(env):
-        actions.mask_secrets(env, _token_vars(config), sys.stderr)
+        actions.mask_secrets(env, redact.token_vars(config), sys.stderr)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
-    log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
+    redact.add(*(env.get(name, "") for name in wiring.secret_vars))
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
@@ -321,7 +334,7 @@ def execute_reconcile(
     if recheck and direction == "rollback":
         raise UsageError("--recheck only applies to reconcile --forward")
     if actions.in_actions(env):
-        actions.mask_secrets(env, _token_vars(config), sys.stderr)
+        actions.mask_secrets(env, redact.token_vars(config), sys.stderr)
     bypass = not recheck
     if bypass and request.justification is None:
         raise UsageError("reconcile needs --justification TEXT (or --forward --recheck to re-run the gate)")
@@ -330,7 +343,7 @@ def execute_reconcile(
     )
     options.mode = f"reconcile-{direction}"
     wiring = build_forge(config, env)
-    log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
+    redact.add(*(env.get(name, "") for name in wiring.secret_vars))
     if wiring.records is None:
         raise UsageError("[gate] records = false: there are no promotion records to reconcile from")
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
@@ -363,21 +376,17 @@ def _check_writable(path: Path) -> None:
         ) from None
 
 
-def _token_vars(config: Config) -> list[str]:
-    return ["GITHUB_TOKEN", "GH_TOKEN", *(s.token_env for s in config.services if s.token_env)]
-
-
 def publish(report: Report, config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden."""
     markdown = render_markdown(report)
     if report.rollback is not None:
         markdown += "\n" + render_markdown(report.rollback)
-    markdown = log.redact(markdown)  # e.g. a token someone put in a staging URL's userinfo
+    markdown = redact.scrub(markdown)  # e.g. a token someone put in a staging URL's userinfo
     code = report.exit_code
     problems: list[str] = []
     if request.report_path:
         try:
-            request.report_path.write_text(log.redact(render_json(report)), encoding="utf-8")
+            request.report_path.write_text(redact.scrub(render_json(report)), encoding="utf-8")
         except OSError as exc:
             problems.append(f"cannot write the report to {request.report_path}: {exc.strerror}")
     if actions.in_actions(env):
@@ -389,7 +398,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         if output_path:
             try:
                 actions.OutputWriter(Path(output_path)).write_many(
-                    {k: log.redact(v) for k, v in actions.report_outputs(report).items()}
+                    {k: redact.scrub(v) for k, v in actions.report_outputs(report).items()}
                 )
             except LockstepError as exc:
                 problems.append(str(exc))
@@ -398,7 +407,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         elif report.result == Result.BLOCKED:
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
     if request.json_out:
-        sys.stdout.write(log.redact(render_json(report)))
+        sys.stdout.write(redact.scrub(render_json(report)))
         sys.stderr.write(markdown + "\n")
     else:
         sys.stdout.write(markdown + "\n")
