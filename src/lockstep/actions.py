@@ -32,7 +32,7 @@ from typing import Literal, TextIO
 from lockstep import log
 from lockstep.errors import LockstepError, UsageError
 from lockstep.model import Report, service_slug
-from lockstep.redact import clean_text
+from lockstep.redact import clean_text, scrub
 
 #: The most of ``$GITHUB_EVENT_PATH`` that is ever read.
 EVENT_READ_LIMIT = 1024 * 1024
@@ -264,7 +264,7 @@ def format_output(name: str, value: OutputValue) -> str:
     """The exact text appended to ``$GITHUB_OUTPUT`` for one output (ends with a newline)."""
     if not _NAME_RE.fullmatch(name):
         raise ActionsError(f"invalid output name {name!r:.80}: use letters, digits, '_' or '-'")
-    text = _as_text(value)
+    text = scrub(_as_text(value))
     if "\n" not in text and "\r" not in text:
         return f"{name}={text}\n"
     delimiter = f"ghadelimiter_{uuid.uuid4()}"
@@ -390,6 +390,7 @@ def append_step_summary(env: Mapping[str, str] | None, markdown: str) -> bool:
     if not path_text:
         return False
     path = Path(path_text)
+    markdown = scrub(markdown)
     if not markdown.endswith("\n"):
         markdown += "\n"
     try:
@@ -442,18 +443,25 @@ def add_mask(value: str, stream: TextIO | None = None) -> None:
             _command(stream, f"::add-mask::{escape_data(candidate)}")
 
 
-def mask_secrets(env: Mapping[str, str] | None, names: Iterable[str], stream: TextIO | None = None) -> int:
-    """Mask the value of every named, set variable; a no-op outside Actions.
+def mask_secrets(
+    env: Mapping[str, str] | None,
+    names: Iterable[str],
+    stream: TextIO | None = None,
+    values: Iterable[str] = (),
+) -> int:
+    """Mask the value of every named, set variable, then each of ``values``; a no-op outside Actions.
 
-    Returns how many values were masked.  Call it before anything else is printed.
+    ``values`` are secrets that live in no variable of their own (a URL's password
+    in the config).  Returns how many values were masked.  Call it before
+    anything else is printed.
     """
     e = _environ(env)
     if not in_actions(e):
         return 0
+    found = [e.get(name) or "" for name in dict.fromkeys(names)]
     count = 0
-    for name in dict.fromkeys(names):
-        value = e.get(name)
-        if value and value.strip():
+    for value in dict.fromkeys([*found, *values]):
+        if value.strip():
             add_mask(value, stream)
             count += 1
     return count
@@ -461,7 +469,7 @@ def mask_secrets(env: Mapping[str, str] | None, names: Iterable[str], stream: Te
 
 def start_group(title: str, stream: TextIO | None = None) -> None:
     """Open a collapsible log group (Actions cannot nest them: the caller closes each first)."""
-    _command(stream, f"::group::{escape_data(title)}")
+    _command(stream, f"::group::{escape_data(scrub(title))}")
 
 
 def end_group(stream: TextIO | None = None) -> None:
@@ -483,8 +491,8 @@ def annotation(
         text = f"{title}: {message}" if title else message
         {"error": log.error, "warning": log.warn, "notice": log.info}[level](text)
         return
-    props = f" title={escape_property(title)}" if title else ""
-    _command(stream, f"::{level}{props}::{escape_data(message)}")
+    props = f" title={escape_property(scrub(title))}" if title else ""
+    _command(stream, f"::{level}{props}::{escape_data(scrub(message))}")
 
 
 @contextlib.contextmanager

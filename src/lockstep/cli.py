@@ -160,11 +160,13 @@ def plan(config_path: Path | None) -> int:
     import asyncio
 
     from lockstep.plan import build_plan, plan_exit_code, render_plan
-    from lockstep.runner import build_forge
+    from lockstep.redact import scrub
+    from lockstep.runner import build_forge, protect_secrets
 
     config = _load(config_path)
+    protect_secrets(config, os.environ)
     rows = asyncio.run(build_plan(config, build_forge(config, os.environ).forge))
-    click.echo(render_plan(rows))
+    click.echo(scrub(render_plan(rows)))
     return plan_exit_code(rows)
 
 
@@ -191,14 +193,16 @@ def status(config_path: Path | None, json_out: bool) -> int:
     import json
 
     from lockstep.plan import build_status, render_status
-    from lockstep.runner import build_forge
+    from lockstep.redact import scrub, scrub_data
+    from lockstep.runner import build_forge, protect_secrets
 
     config = _load(config_path)
+    protect_secrets(config, os.environ)
     wiring = build_forge(config, os.environ)
     result = asyncio.run(build_status(config, wiring.forge, wiring.records))
     a = result.assessment
     if json_out:
-        click.echo(json.dumps({
+        click.echo(json.dumps(scrub_data({
             "gate": config.gate.name,
             "verdict": a.verdict,
             "explanation": a.explanation,
@@ -211,9 +215,9 @@ def status(config_path: Path | None, json_out: bool) -> int:
                 "relation": r.relation, "error": r.error,
                 "position": next(s.position for s in a.standings if s.name == r.service.name),
             } for r in result.rows],
-        }, indent=2))
+        }), indent=2))
     else:
-        click.echo(render_status(result, str(config_path or "lockstep.toml")))
+        click.echo(scrub(render_status(result, str(config_path or "lockstep.toml"))))
     return 0 if a.verdict == "consistent" else 3
 
 

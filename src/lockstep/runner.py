@@ -96,6 +96,19 @@ def check_secret_vars(config: Config) -> frozenset[str]:
     return frozenset(redact.token_vars(config, read=config.gate.forge == "github"))
 
 
+def protect_secrets(config: Config, env: Mapping[str, str]) -> None:
+    """Register every secret ``config`` and its token variables hold; under Actions, mask them too.
+
+    Call it before anything is printed: the runner masks only what it was told
+    about, and a line printed earlier stays visible in the log.
+    """
+    redact.register_config(config, env)
+    if actions.in_actions(env):
+        actions.mask_secrets(
+            env, redact.token_vars(config), sys.stderr, values=redact.config_url_secrets(config)
+        )
+
+
 def _secret_values(names: Iterable[str], env: Mapping[str, str]) -> dict[str, str]:
     """Each named variable's value, where it is long enough to be a secret (see lockstep.redact)."""
     values = {name: env.get(name, "").strip() for name in names}
@@ -280,11 +293,9 @@ class _Session:
 
 def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """The whole ``lockstep run``: returns the exit code; prints the summary."""
-    if actions.in_actions(env):
-        actions.mask_secrets(env, redact.token_vars(config), sys.stderr)
+    protect_secrets(config, env)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
-    redact.add(*(env.get(name, "") for name in wiring.secret_vars))
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
@@ -333,8 +344,7 @@ def execute_reconcile(
         raise UsageError("reconcile --rollback needs [recovery] allow_rollback = true in the config")
     if recheck and direction == "rollback":
         raise UsageError("--recheck only applies to reconcile --forward")
-    if actions.in_actions(env):
-        actions.mask_secrets(env, redact.token_vars(config), sys.stderr)
+    protect_secrets(config, env)
     bypass = not recheck
     if bypass and request.justification is None:
         raise UsageError("reconcile needs --justification TEXT (or --forward --recheck to re-run the gate)")
@@ -343,7 +353,6 @@ def execute_reconcile(
     )
     options.mode = f"reconcile-{direction}"
     wiring = build_forge(config, env)
-    redact.add(*(env.get(name, "") for name in wiring.secret_vars))
     if wiring.records is None:
         raise UsageError("[gate] records = false: there are no promotion records to reconcile from")
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
@@ -377,16 +386,22 @@ def _check_writable(path: Path) -> None:
 
 
 def publish(report: Report, config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
-    """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden."""
+    """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden.
+
+    The report is scrubbed of secrets before it is rendered (rendering can change
+    how a secret is spelled: JSON escapes, markdown table cells), and the
+    rendered summary once more.
+    """
+    report = redact.scrub_data(report)
     markdown = render_markdown(report)
     if report.rollback is not None:
         markdown += "\n" + render_markdown(report.rollback)
-    markdown = redact.scrub(markdown)  # e.g. a token someone put in a staging URL's userinfo
+    markdown = redact.scrub(markdown)
     code = report.exit_code
     problems: list[str] = []
     if request.report_path:
         try:
-            request.report_path.write_text(redact.scrub(render_json(report)), encoding="utf-8")
+            request.report_path.write_text(render_json(report), encoding="utf-8")
         except OSError as exc:
             problems.append(f"cannot write the report to {request.report_path}: {exc.strerror}")
     if actions.in_actions(env):
@@ -397,9 +412,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         output_path = env.get("GITHUB_OUTPUT")
         if output_path:
             try:
-                actions.OutputWriter(Path(output_path)).write_many(
-                    {k: redact.scrub(v) for k, v in actions.report_outputs(report).items()}
-                )
+                actions.OutputWriter(Path(output_path)).write_many(actions.report_outputs(report))
             except LockstepError as exc:
                 problems.append(str(exc))
         if report.result in (Result.SPLIT, Result.UNKNOWN):
@@ -407,7 +420,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         elif report.result == Result.BLOCKED:
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
     if request.json_out:
-        sys.stdout.write(redact.scrub(render_json(report)))
+        sys.stdout.write(render_json(report))
         sys.stderr.write(markdown + "\n")
     else:
         sys.stdout.write(markdown + "\n")
