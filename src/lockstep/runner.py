@@ -1,8 +1,8 @@
 """Wires one config to its forge, audit sink, lock and signals, runs the gate, writes the reports.
 
 Everything that can be checked without touching anything (config, flags,
-justification, token variables, tracker, writable outputs) is checked here
-first, so a usage error exits 2 with nothing changed.
+justification, token variables, tokens in URLs or checks, tracker, writable
+outputs) is checked here first, so a usage error exits 2 with nothing changed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lockstep import actions, log, redact
 from lockstep.audit import FileAuditSink, validate_actor, validate_justification
@@ -107,6 +108,26 @@ def protect_secrets(config: Config, env: Mapping[str, str]) -> None:
         actions.mask_secrets(
             env, redact.token_vars(config), sys.stderr, values=redact.config_url_secrets(config)
         )
+
+
+def refuse_secrets_in_urls(config: Config, env: Mapping[str, str]) -> None:
+    """A token must never be sent to staging (or shown as a link), even spelled out through ``${VAR}``.
+
+    Probes send no credentials, but a token in a URL's path or query would still
+    travel in the request line; so any token variable's value in a URL is refused.
+    """
+    secrets = _secret_values(redact.token_vars(config), env)
+    urls = [("gate.runbook_url", config.gate.runbook_url)]
+    for i, service in enumerate(config.services):
+        where = f"services[{i}] ({service.name})"
+        urls += [(f"{where}.health_url", service.health_url), (f"{where}.version_url", service.version_url)]
+    for key, url in urls:
+        for name, secret in secrets.items():
+            if url and (secret in url or secret in unquote(url)):
+                raise UsageError(
+                    f"{key} contains the value of {name}: a token never goes in a URL "
+                    "(staging gets no credentials)"
+                )
 
 
 def _secret_values(names: Iterable[str], env: Mapping[str, str]) -> dict[str, str]:
@@ -294,6 +315,7 @@ class _Session:
 def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """The whole ``lockstep run``: returns the exit code; prints the summary."""
     protect_secrets(config, env)
+    refuse_secrets_in_urls(config, env)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
@@ -345,6 +367,7 @@ def execute_reconcile(
     if recheck and direction == "rollback":
         raise UsageError("--recheck only applies to reconcile --forward")
     protect_secrets(config, env)
+    refuse_secrets_in_urls(config, env)
     bypass = not recheck
     if bypass and request.justification is None:
         raise UsageError("reconcile needs --justification TEXT (or --forward --recheck to re-run the gate)")

@@ -12,7 +12,7 @@ What is checked (each problem is one line naming the key or variable to fix):
 * git forge: ``git`` on ``PATH``, each local repository exists and is a git
   repository (remote URLs are not contacted), the tracker file's directory;
 * checks: ``argv[0]`` on ``PATH`` (or, with a ``/``, an executable file
-  relative to the config), and no token value spelled into a check.
+  relative to the config), and no token value spelled into a check or a URL.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def validate(path: Path, env: Mapping[str, str]) -> Validation:
     else:
         _git(config, env, result)
     _checks(config, env, result)
-    _secrets_in_checks(config, env, result)
+    _misplaced_secrets(config, env, result)
     return result
 
 
@@ -234,9 +234,14 @@ def _checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
             result.problem(f"{where}: {program} not found on PATH")
 
 
-def _secrets_in_checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
-    from lockstep.runner import check_secret_vars, refuse_secrets_in_checks
+def _misplaced_secrets(config: Config, env: Mapping[str, str], result: Validation) -> None:
+    """What ``run`` refuses before anything else: a token in a URL, or in a check."""
+    from lockstep.runner import check_secret_vars, refuse_secrets_in_checks, refuse_secrets_in_urls
 
+    try:
+        refuse_secrets_in_urls(config, env)
+    except UsageError as exc:
+        result.problem(str(exc))
     try:
         refuse_secrets_in_checks(config, check_secret_vars(config), env)
     except UsageError as exc:
