@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from lockstep.config import ServiceConfig
 from lockstep.model import Sha
-from lockstep.probes import BODY_CAP, ProbeResult, clean_text, verify_versions, wait_healthy
+from lockstep.probes import BODY_CAP, ProbeResult, verify_versions, wait_healthy
 from tests.staging import Staging, closed_port_url
 
 SHA = Sha("0123456789abcdef0123456789abcdef01234567")
@@ -343,11 +343,6 @@ def test_versions_are_checked_concurrently_in_input_order() -> None:
         wall = time.monotonic() - start
     assert [(r.service, r.ok) for r in results] == [("a", True), ("b", False), ("c", True)]
     assert wall < 0.8
-
-
-def test_clean_text() -> None:
-    assert clean_text("a\tb\x00c\u200bd") == "a bcd"
-    assert clean_text("x" * 100) == "x" * 80 + "…"
 
 
 # ---------------------------------------------------------------- property: never raises

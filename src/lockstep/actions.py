@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Literal, TextIO
 from lockstep import log
 from lockstep.errors import LockstepError, UsageError
 from lockstep.model import Report, service_slug
+from lockstep.redact import clean_text, scrub
 
 #: The most of ``$GITHUB_EVENT_PATH`` that is ever read.
 EVENT_READ_LIMIT = 1024 * 1024
@@ -46,7 +46,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 _LOGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[bot\])?")
 _REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
-_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _RENDER_DEPTH = 16
 
 Level = Literal["error", "warning", "notice"]
@@ -126,18 +125,6 @@ class EventInputs:
     client_payload_summary: str | None = None
 
 
-def sanitize_text(text: str, limit: int) -> str:
-    """Drop control, format (bidi), surrogate and line-separator characters; bound to ``limit``."""
-    cleaned = "".join(
-        " " if ch == "\t" else ch
-        for ch in text
-        if ch == "\t" or unicodedata.category(ch) not in _DROP_CATEGORIES
-    )
-    if len(cleaned) > limit:
-        cleaned = cleaned[: max(limit - 1, 0)] + "…"
-    return cleaned
-
-
 def _render(value: object, budget: int, depth: int = 0) -> str:
     """Compact JSON-like text of ``value``, stopping early once ``budget`` chars are out."""
     if depth >= _RENDER_DEPTH:
@@ -171,7 +158,7 @@ def _render(value: object, budget: int, depth: int = 0) -> str:
 
 def summarize_payload(payload: object, limit: int = PAYLOAD_SUMMARY_LIMIT) -> str:
     """One sanitised line (at most ``limit`` chars) describing a JSON value, however large or deep."""
-    return sanitize_text(_render(payload, limit), limit)
+    return clean_text(_render(payload, limit), limit)
 
 
 def read_event(env: Mapping[str, str] | None = None) -> EventInputs:
@@ -209,7 +196,7 @@ def read_event(env: Mapping[str, str] | None = None) -> EventInputs:
         except RecursionError:
             problem = "event JSON is nested too deeply"
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise UsageError(f"{where}: not valid JSON: {_one_line(str(exc))}") from None
+            raise UsageError(f"{where}: not valid JSON: {clean_text(str(exc))}") from None
     if problem is not None:
         if needs_inputs:
             raise UsageError(f"{where}: {problem}")
@@ -233,7 +220,7 @@ def read_event(env: Mapping[str, str] | None = None) -> EventInputs:
         payload = event.get("client_payload")
         return EventInputs(
             event_name=event_name,
-            dispatch_action=sanitize_text(action, ACTION_LIMIT) if isinstance(action, str) else None,
+            dispatch_action=clean_text(action, ACTION_LIMIT) if isinstance(action, str) else None,
             client_payload_summary=None if payload is None else summarize_payload(payload),
         )
     return EventInputs(event_name=event_name)
@@ -248,7 +235,7 @@ def _parse_skip_gate(value: object, where: str) -> bool | None:
         return True
     if value == "false":
         return False
-    shown = sanitize_text(repr(value), 60)
+    shown = clean_text(repr(value), 60)
     raise UsageError(f'{where}: inputs.skip_gate must be true or false (or "true"/"false"), got {shown}')
 
 
@@ -256,10 +243,6 @@ def _parse_justification(value: object, where: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise UsageError(f"{where}: inputs.justification must be a string, got {type(value).__name__}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # --------------------------------------------------------------------------- $GITHUB_OUTPUT
@@ -281,7 +264,7 @@ def format_output(name: str, value: OutputValue) -> str:
     """The exact text appended to ``$GITHUB_OUTPUT`` for one output (ends with a newline)."""
     if not _NAME_RE.fullmatch(name):
         raise ActionsError(f"invalid output name {name!r:.80}: use letters, digits, '_' or '-'")
-    text = _as_text(value)
+    text = scrub(_as_text(value))
     if "\n" not in text and "\r" not in text:
         return f"{name}={text}\n"
     delimiter = f"ghadelimiter_{uuid.uuid4()}"
@@ -297,7 +280,7 @@ def _append(path: Path, text: str, what: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        reason = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+        reason = exc.strerror or clean_text(str(exc)) or type(exc).__name__
         raise ActionsError(f"cannot write {what} to {str(path)!r}: {reason}") from None
     except UnicodeEncodeError:
         raise ActionsError(f"cannot write {what} to {str(path)!r}: text is not valid UTF-8") from None
@@ -407,6 +390,7 @@ def append_step_summary(env: Mapping[str, str] | None, markdown: str) -> bool:
     if not path_text:
         return False
     path = Path(path_text)
+    markdown = scrub(markdown)
     if not markdown.endswith("\n"):
         markdown += "\n"
     try:
@@ -459,18 +443,25 @@ def add_mask(value: str, stream: TextIO | None = None) -> None:
             _command(stream, f"::add-mask::{escape_data(candidate)}")
 
 
-def mask_secrets(env: Mapping[str, str] | None, names: Iterable[str], stream: TextIO | None = None) -> int:
-    """Mask the value of every named, set variable; a no-op outside Actions.
+def mask_secrets(
+    env: Mapping[str, str] | None,
+    names: Iterable[str],
+    stream: TextIO | None = None,
+    values: Iterable[str] = (),
+) -> int:
+    """Mask the value of every named, set variable, then each of ``values``; a no-op outside Actions.
 
-    Returns how many values were masked.  Call it before anything else is printed.
+    ``values`` are secrets that live in no variable of their own (a URL's password
+    in the config).  Returns how many values were masked.  Call it before
+    anything else is printed.
     """
     e = _environ(env)
     if not in_actions(e):
         return 0
+    found = [e.get(name) or "" for name in dict.fromkeys(names)]
     count = 0
-    for name in dict.fromkeys(names):
-        value = e.get(name)
-        if value and value.strip():
+    for value in dict.fromkeys([*found, *values]):
+        if value.strip():
             add_mask(value, stream)
             count += 1
     return count
@@ -478,7 +469,7 @@ def mask_secrets(env: Mapping[str, str] | None, names: Iterable[str], stream: Te
 
 def start_group(title: str, stream: TextIO | None = None) -> None:
     """Open a collapsible log group (Actions cannot nest them: the caller closes each first)."""
-    _command(stream, f"::group::{escape_data(title)}")
+    _command(stream, f"::group::{escape_data(scrub(title))}")
 
 
 def end_group(stream: TextIO | None = None) -> None:
@@ -500,8 +491,8 @@ def annotation(
         text = f"{title}: {message}" if title else message
         {"error": log.error, "warning": log.warn, "notice": log.info}[level](text)
         return
-    props = f" title={escape_property(title)}" if title else ""
-    _command(stream, f"::{level}{props}::{escape_data(message)}")
+    props = f" title={escape_property(scrub(title))}" if title else ""
+    _command(stream, f"::{level}{props}::{escape_data(scrub(message))}")
 
 
 @contextlib.contextmanager

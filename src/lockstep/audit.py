@@ -33,6 +33,7 @@ from typing import Literal, NamedTuple
 from lockstep.errors import AuditError, UsageError
 from lockstep.markdown import code_block, has_bidi, inline_code, table_cell
 from lockstep.model import Sha
+from lockstep.redact import clean_text
 
 __all__ = [
     "MAX_ACTOR",
@@ -230,7 +231,7 @@ def render_markdown(record: AuditRecord) -> str:
 
 def _one_line(error: BaseException) -> str:
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    return " ".join(reason.split()) or type(error).__name__
+    return clean_text(reason) or type(error).__name__
 
 
 def _append(path: Path, text: str, separator: str) -> None:

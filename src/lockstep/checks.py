@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from lockstep import log
 from lockstep.config import CheckConfig
 from lockstep.model import Sha
-from lockstep.probes import clean_text, human_duration
+from lockstep.probes import human_duration
+from lockstep.redact import clean_text
 
 __all__ = ["CheckResult", "check_environment", "run_check"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,32 +35,20 @@ Exit codes:
 """
 
 
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PRIVATE|CREDENTIAL|(^|_)KEY($|_)|(^|_)PAT($|_)")
-
-
-def _scrub(text: str) -> str:
-    """Error text without any secret-looking variable's value: a config error may quote a value
-    that ``${VAR}`` filled in before lockstep knew which variables hold tokens."""
-    from lockstep import log
-
-    for name, value in os.environ.items():
-        if len(value) >= 8 and _SECRET_NAME.search(name.upper()) and value in text:
-            text = text.replace(value, "***")
-    return log.redact(text)
-
-
 def _errors(internal_code: int) -> Callable[[F], F]:
     """Turn LockstepError into one line + its exit code; unexpected errors into one line too."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
+            from lockstep import redact
             from lockstep.errors import LockstepError
 
+            redact.register_environment(os.environ)
             try:
                 code = fn(*args, **kwargs)
             except LockstepError as exc:
-                for line in _scrub(str(exc)).splitlines() or [type(exc).__name__]:
+                for line in redact.scrub(str(exc)).splitlines() or [type(exc).__name__]:
                     click.echo(f"lockstep: {line}", err=True)
                 sys.exit(exc.exit_code)
             except (click.exceptions.Exit, click.ClickException, SystemExit):
@@ -70,7 +57,7 @@ def _errors(internal_code: int) -> Callable[[F], F]:
                 if os.environ.get("LOCKSTEP_DEBUG") == "1":
                     raise
                 click.echo(
-                    f"lockstep: internal error ({type(exc).__name__}: {_scrub(str(exc))[:200]}); "
+                    f"lockstep: internal error ({type(exc).__name__}: {redact.clean_text(str(exc), 200)}); "
                     "re-run with LOCKSTEP_DEBUG=1 for details",
                     err=True,
                 )
@@ -173,11 +160,13 @@ def plan(config_path: Path | None) -> int:
     import asyncio
 
     from lockstep.plan import build_plan, plan_exit_code, render_plan
-    from lockstep.runner import build_forge
+    from lockstep.redact import scrub
+    from lockstep.runner import build_forge, protect_secrets
 
     config = _load(config_path)
+    protect_secrets(config, os.environ)
     rows = asyncio.run(build_plan(config, build_forge(config, os.environ).forge))
-    click.echo(render_plan(rows))
+    click.echo(scrub(render_plan(rows)))
     return plan_exit_code(rows)
 
 
@@ -204,14 +193,16 @@ def status(config_path: Path | None, json_out: bool) -> int:
     import json
 
     from lockstep.plan import build_status, render_status
-    from lockstep.runner import build_forge
+    from lockstep.redact import scrub, scrub_data
+    from lockstep.runner import build_forge, protect_secrets
 
     config = _load(config_path)
+    protect_secrets(config, os.environ)
     wiring = build_forge(config, os.environ)
     result = asyncio.run(build_status(config, wiring.forge, wiring.records))
     a = result.assessment
     if json_out:
-        click.echo(json.dumps({
+        click.echo(json.dumps(scrub_data({
             "gate": config.gate.name,
             "verdict": a.verdict,
             "explanation": a.explanation,
@@ -224,9 +215,9 @@ def status(config_path: Path | None, json_out: bool) -> int:
                 "relation": r.relation, "error": r.error,
                 "position": next(s.position for s in a.standings if s.name == r.service.name),
             } for r in result.rows],
-        }, indent=2))
+        }), indent=2))
     else:
-        click.echo(render_status(result, config, str(config_path or "lockstep.toml")))
+        click.echo(scrub(render_status(result, config, str(config_path or "lockstep.toml"))))
     return 0 if a.verdict == "consistent" else 3
 
 

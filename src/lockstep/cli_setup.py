@@ -150,6 +150,7 @@ def register(group: click.Group) -> None:
         paste into each service's staging deploy workflow. Refuses to replace
         an existing file without --force.
         """
+        from lockstep.redact import scrub
         from lockstep.scaffold import (
             CONFIG_NAME,
             DEFAULT_LOCKSTEP_SPEC,
@@ -275,7 +276,7 @@ def register(group: click.Group) -> None:
             files[WORKFLOW_PATH] = render_workflow(spec, config_text)
         for path in write_files(config_dir, files, force=force):
             click.echo(f"wrote {_show(path, cwd)}")
-        click.echo(render_next_steps(spec, config_text), nl=False)
+        click.echo(scrub(render_next_steps(spec, config_text)), nl=False)  # a repo URL may hold a password
         if chosen == "github":
             click.echo("\n# Paste into each service's staging deploy workflow, under `jobs:`:")
             click.echo(render_dispatch_job(), nl=False)
@@ -297,15 +298,16 @@ def register(group: click.Group) -> None:
         """
         from lockstep.config import config_path as resolve_path
         from lockstep.errors import UsageError
+        from lockstep.redact import scrub
         from lockstep.validate import validate as run_validate
 
         path = resolve_path(str(config_path) if config_path else None, os.environ)
         result = run_validate(path, os.environ)
         for line in result.warnings:
-            click.echo(f"lockstep: warning: {line}", err=True)
+            click.echo(scrub(f"lockstep: warning: {line}"), err=True)
         if not result.ok:
             raise UsageError("\n".join(result.problems))
-        click.echo(result.summary())
+        click.echo(scrub(result.summary()))
         click.echo("ok")
         return 0
 
@@ -329,9 +331,10 @@ def register(group: click.Group) -> None:
         https://api.github.com). Sent once, never retried.
         """
         from lockstep.dispatch import build_request, send_dispatch
+        from lockstep.redact import scrub
 
         request = build_request(repo, event_type, fields)
-        click.echo(send_dispatch(request, os.environ, timeout=timeout))
+        click.echo(scrub(send_dispatch(request, os.environ, timeout=timeout)))
         return 0
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from lockstep import redact
 from lockstep.errors import ConfigError
 from lockstep.model import service_slug
 
@@ -302,7 +303,11 @@ def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read ``path`` and validate it against ``env`` (default: the process environment)."""
+    """Read ``path`` and validate it against ``env`` (default: the process environment).
+
+    The secrets the config brings (token variables' values, URL passwords) are
+    registered with :mod:`lockstep.redact` at once, so no later output can show them.
+    """
     env = os.environ if env is None else env
     try:
         text = path.read_text(encoding="utf-8")
@@ -312,4 +317,6 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    return parse_config(text, env=env, source=str(path), base_dir=path.resolve().parent)
+    config = parse_config(text, env=env, source=str(path), base_dir=path.resolve().parent)
+    redact.register_config(config, env)
+    return config

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from lockstep.redact import scrub
 from lockstep.staging_stub import StagingService, branch_sha
 
 _GIT_IDENTITY = {
@@ -131,7 +132,7 @@ def run_demo(directory: Path | None, scenario: str) -> int:
         hook.write_text("#!/bin/sh\necho 'demo: prod is protected, push refused' >&2\nexit 1\n")
         hook.chmod(0o755)
 
-    click.echo(f"lockstep demo ({scenario}): sandbox in {root}", err=True)
+    click.echo(scrub(f"lockstep demo ({scenario}): sandbox in {root}"), err=True)
     request = RunRequest(
         skip_gate=scenario == "bypass",
         justification="demo: metadata staging is down; promoting the reviewed fix" if scenario == "bypass"
@@ -146,7 +147,7 @@ def run_demo(directory: Path | None, scenario: str) -> int:
     finally:
         for s in staging.values():
             s.stop()
-    click.echo(
+    click.echo(scrub(
         f"\nSandbox: {root}\n"
         f"  repositories: {', '.join(str(r.name) for r in repos.values())} (bare; `git --git-dir "
         f"{repos['backend']} log --oneline --all`)\n"
@@ -154,7 +155,7 @@ def run_demo(directory: Path | None, scenario: str) -> int:
         + "To run the gate there again (staging stubs first, then the gate):\n"
         f"  python -m lockstep.staging_stub --config {config_path} &\n"
         f"  cd {root} && lockstep run\n"
-        f"Exit code of this demo gate: {code}",
+        f"Exit code of this demo gate: {code}"),
         err=True,
     )
     return code

@@ -9,8 +9,8 @@ nothing sent): ``event_type`` of 1..100 characters, at most 10 payload
 fields, a payload under 64 KB.  Every field value is sent as a string, like
 ``gh api -f``.  One attempt, never retried (each dispatch can start a
 workflow run), redirects never followed, and every message that could carry
-server text goes through the same redactor as the forge, so the token cannot
-be printed even if a server echoes it.
+server text goes through :mod:`lockstep.redact`, like the forge's, so the token
+cannot be printed even if a server echoes it.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import httpx
 from lockstep import __version__
 from lockstep.errors import ForgeError, UsageError
 from lockstep.forges.github import parse_repo
-from lockstep.forges.github_http import API_VERSION, DEFAULT_API_URL, Redactor, Reply, Secret, clean_text
+from lockstep.forges.github_http import API_VERSION, DEFAULT_API_URL, Reply, Secret
+from lockstep.redact import READ_TOKEN_VARS, clean_text
 
 __all__ = ["DispatchRequest", "build_request", "read_token", "send_dispatch"]
 
 MAX_EVENT_TYPE = 100
 MAX_FIELDS = 10
 MAX_PAYLOAD_BYTES = 65536
-TOKEN_VARS = ("GITHUB_TOKEN", "GH_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def build_request(repo: str, event_type: str, fields: Sequence[str]) -> Dispatch
 
 def read_token(env: Mapping[str, str]) -> Secret:
     """The token from ``GITHUB_TOKEN`` (else ``GH_TOKEN``), checked to be a valid header value."""
-    for var in TOKEN_VARS:
+    for var in READ_TOKEN_VARS:
         value = env.get(var, "").strip()
         if value:
             if not all(0x21 <= ord(c) <= 0x7E for c in value):
@@ -105,7 +105,6 @@ def send_dispatch(
     """Send it; the success line, or ForgeError (exit 1) / UsageError (exit 2) with one line."""
     token = read_token(env)
     root = api_url(env)
-    redact = Redactor([token.reveal()])
     url = f"{root}/repos/{quote(request.owner)}/{quote(request.name)}/dispatches"
     headers = {
         "Accept": "application/vnd.github+json",
@@ -120,16 +119,16 @@ def send_dispatch(
             response = client.post(url, headers=headers, json=request.body())
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         detail = str(exc).strip()
-        text = clean_text(type(exc).__name__ + (f": {detail}" if detail else ""), redact, 200)
+        text = clean_text(type(exc).__name__ + (f": {detail}" if detail else ""), 200)
         raise ForgeError(
             f"{request.repo}: cannot reach {root}: {text}; the dispatch was not confirmed"
         ) from None
-    return _classify(request, Reply(response), token, redact)
+    return _classify(request, Reply(response), token)
 
 
-def _classify(request: DispatchRequest, reply: Reply, token: Secret, redact: Redactor) -> str:
+def _classify(request: DispatchRequest, reply: Reply, token: Secret) -> str:
     status = reply.status or 0
-    message = reply.message(redact)
+    message = reply.message()
     var = token.source
     repo = request.repo
     if 200 <= status < 300:
@@ -155,17 +154,17 @@ def _classify(request: DispatchRequest, reply: Reply, token: Secret, redact: Red
         raise ForgeError(f"{repo}: rate limited by GitHub (HTTP {status}: {message}); try again later",
                          status=status, transient=True)
     if status == 403:
-        needed = clean_text(reply.header("x-accepted-github-permissions") or "", redact, 100)
+        needed = clean_text(reply.header("x-accepted-github-permissions") or "", 100)
         raise ForgeError(
             f"{repo}: the token in {var} may not send dispatches here (HTTP 403: {message}); it needs "
             + (f"{needed}" if needed else "Contents: read and write on the repository"),
             status=403,
         )
     if 300 <= status < 400:
-        location = clean_text(reply.header("location") or "(none)", redact, 200)
+        location = clean_text(reply.header("location") or "(none)", 200)
         raise ForgeError(
             f"{repo}: GitHub answered HTTP {status} (moved to {location}); not followed: "
             "dispatch to the repository's current OWNER/NAME",
             status=status,
         )
-    raise ForgeError(f"{repo}: the dispatch failed ({reply.describe(redact)})", status=status or None)
+    raise ForgeError(f"{repo}: the dispatch failed ({reply.describe()})", status=status or None)

@@ -146,7 +146,8 @@ DESCRIPTIONS: dict[str, str] = {
     "ServiceConfig.token_env": (
         "The environment variable holding a token that may push this repository. Required for "
         "the github forge (fine-grained token: Contents write, plus Deployments write for "
-        "records). Whatever the forge, the variable is removed from every check's environment."
+        "records). Whatever the forge, the variable is removed from every check's environment "
+        "and its value is shown as `***` in every output, report and record."
     ),
     "ServiceConfig.health_url": (
         "Polled until it answers HTTP 200, every `health_interval`, up to `health_timeout`."
@@ -544,6 +545,17 @@ digits and `_`, not starting with a digit.
 
 `health_url`, `version_url` and `runbook_url` must be `http://` or `https://`
 URLs with a host (after `${VAR}` substitution).
+
+Any URL in the config (these, a git forge `repo`, a check's argument) may hold
+credentials, `https://user:password@host/...`: the password is registered as a
+secret and never shown. Every output, report and record writes
+`https://user:***@host/...` (a user name alone, `https://TOKEN@host`, becomes
+`https://***@host`), and under GitHub Actions the password is masked
+(`::add-mask::`) before anything is printed. Probes never send credentials to
+staging. The value of a token variable (`GITHUB_TOKEN`, `GH_TOKEN` or any
+`token_env`) inside `health_url`, `version_url` or `runbook_url`, in the
+userinfo, path or query, is refused before anything is contacted (exit 2, one
+line naming the key and the variable).
 """
 
 # A config with mistakes, and lines of what lockstep says about it (a test checks that

@@ -48,9 +48,10 @@ from lockstep.checks import CheckResult
 from lockstep.config import CheckConfig, ServiceConfig
 from lockstep.forges.base import Forge
 from lockstep.forges.github import GitHubForge, parse_repo
-from lockstep.forges.github_http import Reply, clean_text
+from lockstep.forges.github_http import Reply
 from lockstep.model import Sha
 from lockstep.probes import human_duration
+from lockstep.redact import clean_text
 
 __all__ = [
     "STALE_DEPTH",
@@ -118,11 +119,11 @@ class _Reader:
         self.what = f"`{self.name}` " + ("status" if self.kind == "commit_status" else "check run")
 
     def _text(self, value: object, limit: int = _TEXT_LIMIT) -> str:
-        return clean_text(value, self.forge.http.redact, limit) if isinstance(value, str) else ""
+        return clean_text(value, limit) if isinstance(value, str) else ""
 
     def _failed_read(self, reply: Reply, sha: Sha) -> Observation:
         status = reply.status
-        detail = reply.describe(self.forge.http.redact) + (f" ({reply.gave_up})" if reply.gave_up else "")
+        detail = reply.describe() + (f" ({reply.gave_up})" if reply.gave_up else "")
         transient = bool(reply.gave_up) or status is None or status >= 500 or status == 429
         error = f"cannot read {self.what} on {sha.short} in {self.service.repo}: {detail}"
         if status in (401, 403, 404):

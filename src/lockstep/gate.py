@@ -43,6 +43,7 @@ from lockstep.model import (
 from lockstep.probes import probe_client, verify_versions, wait_healthy
 from lockstep.progress import PlainProgress, Progress
 from lockstep.records import Assessment, Phase, PromotionRecord, RecordService, assess, latest_run
+from lockstep.redact import scrub, scrub_data
 
 T = TypeVar("T")
 
@@ -432,7 +433,8 @@ class Gate:
         if self._audit_sink is None:
             raise AuditError("no audit sink is configured ([bypass] tracker)")
         sink = self._audit_sink()
-        record = AuditRecord(
+        # scrubbed before rendering: quoting can change how a secret is spelled (a table cell's "|")
+        record = scrub_data(AuditRecord(
             gate=self.config.gate.name,
             time=utc_now(),
             actor=options.actor,
@@ -450,8 +452,8 @@ class Gate:
             ],
             justification=options.justification or "",
             action=_audit_action(report.mode),
-        )
-        location = await sink.store(render_markdown(record), record.to_json())
+        ))
+        location = await sink.store(scrub(render_markdown(record)), record.to_json())
         report.audit.stored = True
         report.audit.location = location
         log.info(f"  audit record stored: {location}")

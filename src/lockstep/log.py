@@ -1,8 +1,8 @@
 """Plain, timestamped progress lines on stderr.
 
 stdout is reserved for the summary and ``--json``; everything a person watches
-while the run goes goes here.  One place so that masking and Actions grouping
-can be layered on without touching callers.
+while the run goes goes here.  One place so that every line is scrubbed of
+secrets (:mod:`lockstep.redact`) whoever wrote it.
 """
 
 from __future__ import annotations
@@ -11,21 +11,9 @@ import sys
 import time
 from typing import TextIO
 
+from lockstep.redact import scrub
+
 _stream: TextIO | None = None
-_secrets: set[str] = set()
-
-
-def add_secrets(*values: str) -> None:
-    """Values that must never be printed (tokens); every line and report is scrubbed of them."""
-    _secrets.update(v for v in values if len(v) >= 4)
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by ``***`` (longest first)."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 def set_stream(stream: TextIO | None) -> None:
@@ -37,7 +25,7 @@ def set_stream(stream: TextIO | None) -> None:
 def _emit(prefix: str, message: str) -> None:
     stream = _stream or sys.stderr
     stamp = time.strftime("%H:%M:%S")
-    for line in redact(message).splitlines() or [""]:
+    for line in scrub(message).splitlines() or [""]:
         stream.write(f"{stamp} {prefix}{line}\n")
     stream.flush()
 

@@ -15,7 +15,6 @@ import asyncio
 import json
 import socket
 import ssl
-import unicodedata
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +26,11 @@ from lockstep import log
 from lockstep.config import ServiceConfig
 from lockstep.markdown import escape_controls
 from lockstep.model import Sha
+from lockstep.redact import clean_text
 
 __all__ = [
     "BODY_CAP",
     "ProbeResult",
-    "clean_text",
     "human_duration",
     "verify_versions",
     "wait_healthy",
@@ -65,23 +64,6 @@ def human_duration(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
-
-
-_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
-
-
-def clean_text(text: str, limit: int = _ECHO_LIMIT) -> str:
-    """Make untrusted server text safe for one log line: no control/bidi chars, ≤ ``limit``."""
-    out: list[str] = []
-    for ch in text[: limit * 4]:
-        if ch in "\t\n\r\v\f":
-            out.append(" ")
-        elif unicodedata.category(ch) not in _DROP_CATEGORIES:
-            out.append(ch)
-    cleaned = "".join(out)
-    if len(cleaned) > limit or len(text) > limit * 4:
-        return cleaned[:limit] + "…"
-    return cleaned
 
 
 def probe_client() -> httpx.AsyncClient:
@@ -127,13 +109,13 @@ def _describe_error(exc: BaseException, timeout: float) -> str:
         if isinstance(cause, ConnectionResetError):
             return "connection reset"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS error: {clean_text(str(cause))}"
+            return f"TLS error: {clean_text(str(cause), _ECHO_LIMIT)}"
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.RemoteProtocolError):
-        return f"invalid HTTP response: {clean_text(str(exc))}"
+        return f"invalid HTTP response: {clean_text(str(exc), _ECHO_LIMIT)}"
     if isinstance(exc, httpx.ConnectError):
-        return f"connection failed: {clean_text(str(exc))}"
-    text = clean_text(str(exc))
+        return f"connection failed: {clean_text(str(exc), _ECHO_LIMIT)}"
+    text = clean_text(str(exc), _ECHO_LIMIT)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -241,7 +223,7 @@ async def wait_healthy(
         except Exception as exc:  # fail closed with a line, never crash the gate
             return ProbeResult(
                 service.name, False, 0.0, f"health {service.health_url}: internal error: "
-                f"{type(exc).__name__}: {clean_text(str(exc))}"
+                f"{type(exc).__name__}: {clean_text(str(exc), _ECHO_LIMIT)}"
             )
 
     if client is not None:
@@ -331,7 +313,7 @@ def _compare(service: ServiceConfig, expected: Sha, value: object) -> tuple[bool
         return False, f'field "{field}" is {kind}, not a string', None
     # invisible characters are shown escaped (<U+202E>), never dropped: dropping them would print
     # "staging runs X but main is X" for two values that differ
-    seen = clean_text(escape_controls(value, keep_newlines=False))
+    seen = clean_text(escape_controls(value, keep_newlines=False), _ECHO_LIMIT)
     if value == expected:
         return True, f"version {service.name}: staging runs {expected} ({branch})", seen
     if not value.strip():
@@ -379,7 +361,7 @@ async def _verify_one(
                 try:
                     status = response.status_code
                     if response.is_redirect:
-                        location = clean_text(response.headers.get("Location", ""))
+                        location = clean_text(response.headers.get("Location", ""), _ECHO_LIMIT)
                         raise fail(
                             f'redirected (HTTP {status} to "{location}"); '
                             "redirects are not followed"
@@ -400,7 +382,7 @@ async def _verify_one(
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, huge ints
-            start_text = clean_text(body[:_ECHO_LIMIT * 4].decode("utf-8", errors="replace"))
+            start_text = clean_text(body[:_ECHO_LIMIT * 4].decode("utf-8", errors="replace"), _ECHO_LIMIT)
             raise fail(f'did not return JSON (body starts "{start_text}")') from None
         try:
             value = _lookup(document, service.version_field)
@@ -427,7 +409,7 @@ async def _verify_one(
             False,
             loop.time() - start,
             f"version check for {service.name} failed: {url}: internal error: "
-            f"{type(exc).__name__}: {clean_text(str(exc))}",
+            f"{type(exc).__name__}: {clean_text(str(exc), _ECHO_LIMIT)}",
             last_status=status,
         )
 

@@ -5,7 +5,9 @@ version or push changed, a check printed a line) to a :class:`Progress`.
 :class:`PlainProgress` turns them into timestamped lines (inside ``::group::``
 blocks under GitHub Actions); :class:`LiveProgress` draws one line per step and
 per service with rich, redrawn in place.  ``NO_COLOR``, ``--no-progress``, a
-non-terminal stderr and Actions all choose the plain form.
+non-terminal stderr and Actions all choose the plain form.  Both forms scrub
+every text of secrets (:mod:`lockstep.redact`): the plain one through
+:mod:`lockstep.log`, the live one as each event arrives.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from lockstep import actions, log
+from lockstep.redact import scrub
 
 _MARKS = {"passed": "✓", "failed": "✗", "cancelled": "✗", "skipped": "·"}
 
@@ -119,22 +122,24 @@ class LiveProgress:
         return table
 
     def step_started(self, name: str) -> None:
-        self.state.steps.append(_Step(name, self._clock()))
+        self.state.steps.append(_Step(scrub(name), self._clock()))
 
     def step_finished(self, name: str, status: str, seconds: float, detail: str) -> None:
+        name = scrub(name)
         for step in reversed(self.state.steps):
             if step.name == name:
                 step.status, step.seconds = status, seconds
-                step.detail = detail if status != "passed" else ""
+                step.detail = scrub(detail) if status != "passed" else ""
                 break
 
     def service(self, name: str, what: str, text: str) -> None:
-        self.state.services.setdefault(name, {})[what] = text
+        self.state.services.setdefault(scrub(name), {})[what] = scrub(text)
 
     def check_line(self, check: str, line: str) -> None:
         from rich.markup import escape
 
-        self._live.console.print(f"[dim]{escape('[' + check + ']')}[/] {escape(line)}", highlight=False)
+        text = f"[dim]{escape('[' + scrub(check) + ']')}[/] {escape(scrub(line))}"
+        self._live.console.print(text, highlight=False)
 
     def close(self) -> None:
         self._live.refresh()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lockstep.model import Sha
+from lockstep.redact import scrub_data
 
 Phase = Literal["started", "finished"]
 
@@ -49,10 +50,11 @@ class PromotionRecord:
     result: str | None = None  # the run's result, on finished records
 
     def to_json(self) -> dict[str, Any]:
+        """The record as stored in the forge, scrubbed of secrets (a repository URL's password)."""
         data = asdict(self)
         data["kind"] = "lockstep-promotion"
         data["version"] = 1
-        return data
+        return scrub_data(data)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False)

@@ -1,8 +1,8 @@
 """Wires one config to its forge, audit sink, lock and signals, runs the gate, writes the reports.
 
 Everything that can be checked without touching anything (config, flags,
-justification, token variables, tracker, writable outputs) is checked here
-first, so a usage error exits 2 with nothing changed.
+justification, token variables, tokens in URLs or checks, tracker, writable
+outputs) is checked here first, so a usage error exits 2 with nothing changed.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import contextlib
 import getpass
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from lockstep import actions, log
+from lockstep import actions, log, redact
 from lockstep.audit import FileAuditSink, validate_actor, validate_justification
 from lockstep.config import Config
 from lockstep.errors import ForgeError, LockstepError, UsageError
@@ -65,9 +66,7 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
 
         forge = GitHubForge.from_env(config, env)
         tracker = config.bypass.tracker
-        secret_vars = frozenset(
-            {"GITHUB_TOKEN", "GH_TOKEN"} | {s.token_env for s in config.services if s.token_env}
-        )
+        secret_vars = check_secret_vars(config)
 
         def github_sink() -> AuditSink:
             if not tracker:
@@ -84,14 +83,62 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
 
     path = config.tracker_path()
     git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
-    secret_vars = frozenset(s.token_env for s in config.services if s.token_env)
+    secret_vars = check_secret_vars(config)
     records = GitRecordStore(git_forge, config.services[0], config.gate.name) if config.gate.records else None
     return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars, records)
 
 
+def check_secret_vars(config: Config) -> frozenset[str]:
+    """The token variables removed from (and refused in) checks.
+
+    On the git forge ``GITHUB_TOKEN``/``GH_TOKEN`` are not lockstep's tokens, so a
+    check that needs one (``gh``, an API call) still gets it.
+    """
+    return frozenset(redact.token_vars(config, read=config.gate.forge == "github"))
+
+
+def protect_secrets(config: Config, env: Mapping[str, str]) -> None:
+    """Register every secret ``config`` and its token variables hold; under Actions, mask them too.
+
+    Call it before anything is printed: the runner masks only what it was told
+    about, and a line printed earlier stays visible in the log.
+    """
+    redact.register_config(config, env)
+    if actions.in_actions(env):
+        actions.mask_secrets(
+            env, redact.token_vars(config), sys.stderr, values=redact.config_url_secrets(config)
+        )
+
+
+def refuse_secrets_in_urls(config: Config, env: Mapping[str, str]) -> None:
+    """A token must never be sent to staging (or shown as a link), even spelled out through ``${VAR}``.
+
+    Probes send no credentials, but a token in a URL's path or query would still
+    travel in the request line; so any token variable's value in a URL is refused.
+    """
+    secrets = _secret_values(redact.token_vars(config), env)
+    urls = [("gate.runbook_url", config.gate.runbook_url)]
+    for i, service in enumerate(config.services):
+        where = f"services[{i}] ({service.name})"
+        urls += [(f"{where}.health_url", service.health_url), (f"{where}.version_url", service.version_url)]
+    for key, url in urls:
+        for name, secret in secrets.items():
+            if url and (secret in url or secret in unquote(url)):
+                raise UsageError(
+                    f"{key} contains the value of {name}: a token never goes in a URL "
+                    "(staging gets no credentials)"
+                )
+
+
+def _secret_values(names: Iterable[str], env: Mapping[str, str]) -> dict[str, str]:
+    """Each named variable's value, where it is long enough to be a secret (see lockstep.redact)."""
+    values = {name: env.get(name, "").strip() for name in names}
+    return {name: value for name, value in values.items() if len(value) >= redact.MIN_SECRET}
+
+
 def refuse_secrets_in_checks(config: Config, secret_vars: frozenset[str], env: Mapping[str, str]) -> None:
     """A push token must never reach a check, even spelled out through ``${VAR}`` in its argv or env."""
-    secrets = {name: env[name] for name in secret_vars if len(env.get(name, "")) >= 4}
+    secrets = _secret_values(sorted(secret_vars), env)
     for i, check in enumerate(config.checks):
         for value in (*check.run, *check.env.values()):
             for name, secret in secrets.items():
@@ -281,11 +328,10 @@ class _Session:
 
 def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
     """The whole ``lockstep run``: returns the exit code; prints the summary."""
-    if actions.in_actions(env):
-        actions.mask_secrets(env, _token_vars(config), sys.stderr)
+    protect_secrets(config, env)
+    refuse_secrets_in_urls(config, env)
     options = resolve_options(config, request, env)
     wiring = build_forge(config, env)
-    log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
     output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
     if output_path:
@@ -328,8 +374,8 @@ def execute_reconcile(
         raise UsageError("reconcile --rollback needs [recovery] allow_rollback = true in the config")
     if recheck and direction == "rollback":
         raise UsageError("--recheck only applies to reconcile --forward")
-    if actions.in_actions(env):
-        actions.mask_secrets(env, _token_vars(config), sys.stderr)
+    protect_secrets(config, env)
+    refuse_secrets_in_urls(config, env)
     bypass = not recheck
     if bypass and request.justification is None:
         raise UsageError("reconcile needs --justification TEXT (or --forward --recheck to re-run the gate)")
@@ -338,7 +384,6 @@ def execute_reconcile(
     )
     options.mode = f"reconcile-{direction}"
     wiring = build_forge(config, env)
-    log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     if wiring.records is None:
         raise UsageError("[gate] records = false: there are no promotion records to reconcile from")
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
@@ -371,19 +416,21 @@ def _check_writable(path: Path) -> None:
         ) from None
 
 
-def _token_vars(config: Config) -> list[str]:
-    return ["GITHUB_TOKEN", "GH_TOKEN", *(s.token_env for s in config.services if s.token_env)]
-
-
 def publish(report: Report, config: Config, request: RunRequest, env: Mapping[str, str]) -> int:
-    """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden."""
+    """Write the summary, JSON report and Actions outputs; a write failure is reported, never hidden.
+
+    The report is scrubbed of secrets before it is rendered (rendering can change
+    how a secret is spelled: JSON escapes, markdown table cells), and the
+    rendered summary once more.
+    """
+    report = redact.scrub_data(report)
     markdown = render_markdown(report)
-    markdown = log.redact(markdown)  # e.g. a token someone put in a staging URL's userinfo
+    markdown = redact.scrub(markdown)
     code = report.exit_code
     problems: list[str] = []
     if request.report_path:
         try:
-            request.report_path.write_text(log.redact(render_json(report)), encoding="utf-8")
+            request.report_path.write_text(render_json(report), encoding="utf-8")
         except OSError as exc:
             problems.append(f"cannot write the report to {request.report_path}: {exc.strerror}")
     if actions.in_actions(env):
@@ -394,9 +441,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         output_path = env.get("GITHUB_OUTPUT")
         if output_path:
             try:
-                actions.OutputWriter(Path(output_path)).write_many(
-                    {k: log.redact(v) for k, v in actions.report_outputs(report).items()}
-                )
+                actions.OutputWriter(Path(output_path)).write_many(actions.report_outputs(report))
             except LockstepError as exc:
                 problems.append(str(exc))
         if report.result in (Result.SPLIT, Result.UNKNOWN):
@@ -404,7 +449,7 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
         elif report.result in (Result.BLOCKED, Result.ROLLED_BACK):
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
     if request.json_out:
-        sys.stdout.write(log.redact(render_json(report)))
+        sys.stdout.write(render_json(report))
         sys.stderr.write(markdown + "\n")
     else:
         sys.stdout.write(markdown + "\n")

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lockstep.errors import UsageError
+from lockstep.redact import READ_TOKEN_VARS
 
 __all__ = [
     "CONFIG_NAME",
@@ -386,7 +387,7 @@ def workflow_env(spec: InitSpec, config_text: str) -> list[tuple[str, str]]:
     env = [("GITHUB_TOKEN", "${{ secrets.LOCKSTEP_READ_TOKEN || github.token }}")]
     env += [(s.token_env, f"${{{{ secrets.{s.token_env} }}}}") for s in spec.services]
     for name in config_variables(config_text):
-        if name in token_vars or name.startswith(_RUNNER_PREFIXES) or name in ("GITHUB_TOKEN", "GH_TOKEN"):
+        if name in token_vars or name.startswith(_RUNNER_PREFIXES) or name in READ_TOKEN_VARS:
             continue
         kind = "secrets" if _is_secret(name, token_vars) else "vars"
         env.append((name, f"${{{{ {kind}.{name} }}}}"))

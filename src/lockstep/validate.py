@@ -12,7 +12,7 @@ What is checked (each problem is one line naming the key or variable to fix):
 * git forge: ``git`` on ``PATH``, each local repository exists and is a git
   repository (remote URLs are not contacted), the tracker file's directory;
 * checks: ``argv[0]`` on ``PATH`` (or, with a ``/``, an executable file
-  relative to the config), and no token value spelled into a check.
+  relative to the config), and no token value spelled into a check or a URL.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from urllib.parse import unquote, urlsplit
 
 from lockstep.config import Config, load_config
 from lockstep.errors import ConfigError, UsageError
+from lockstep.redact import READ_TOKEN_VARS, token_vars
 
 __all__ = ["Validation", "validate"]
 
 _PLACEHOLDER = "https://lockstep-unset.invalid"
 _MISSING_RE = re.compile(r"environment variable ([A-Za-z_][A-Za-z0-9_]*) is not set$")
-_READ_TOKEN_VARS = ("GITHUB_TOKEN", "GH_TOKEN")
 
 
 @dataclass
@@ -81,7 +81,7 @@ def validate(path: Path, env: Mapping[str, str]) -> Validation:
     else:
         _git(config, env, result)
     _checks(config, env, result)
-    _secrets_in_checks(config, env, result)
+    _misplaced_secrets(config, env, result)
     return result
 
 
@@ -115,12 +115,12 @@ def _github(config: Config, env: Mapping[str, str], result: Validation) -> None:
     from lockstep.forges.github import check_branch, parse_repo, parse_tracker
 
     before = len(result.problems)
-    if not any(env.get(var, "").strip() for var in _READ_TOKEN_VARS):
+    if not any(env.get(var, "").strip() for var in READ_TOKEN_VARS):
         result.problem(
             "environment variable GITHUB_TOKEN (or GH_TOKEN) is not set: the github forge reads "
             "branches and posts the bypass audit comment with it"
         )
-    for var in (*_READ_TOKEN_VARS, *(s.token_env for s in config.services if s.token_env)):
+    for var in token_vars(config):
         value = env.get(var, "").strip()
         if value and not re.fullmatch(r"[\x21-\x7e]+", value):
             result.problem(f"environment variable {var} holds characters a token cannot contain")
@@ -234,13 +234,15 @@ def _checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
             result.problem(f"{where}: {program} not found on PATH")
 
 
-def _secrets_in_checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
-    from lockstep.runner import refuse_secrets_in_checks
+def _misplaced_secrets(config: Config, env: Mapping[str, str], result: Validation) -> None:
+    """What ``run`` refuses before anything else: a token in a URL, or in a check."""
+    from lockstep.runner import check_secret_vars, refuse_secrets_in_checks, refuse_secrets_in_urls
 
-    secret_vars = frozenset(s.token_env for s in config.services if s.token_env)
-    if config.gate.forge == "github":  # the same set `run` keeps away from checks
-        secret_vars |= frozenset(_READ_TOKEN_VARS)
     try:
-        refuse_secrets_in_checks(config, secret_vars, env)
+        refuse_secrets_in_urls(config, env)
+    except UsageError as exc:
+        result.problem(str(exc))
+    try:
+        refuse_secrets_in_checks(config, check_secret_vars(config), env)
     except UsageError as exc:
         result.problem(str(exc))

@@ -26,6 +26,7 @@ from lockstep import log
 from lockstep.config import ServiceConfig
 from lockstep.errors import ForgeError
 from lockstep.model import Heads, PushResult, PushStatus, Sha, TargetCheck
+from lockstep.redact import clean_text
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",  # never hang on a credential prompt
@@ -42,14 +43,6 @@ class GitResult:
 
     def __init__(self, code: int, out: str, err: str) -> None:
         self.code, self.out, self.err = code, out, err
-
-
-def _sanitise(text: str, limit: int = 300) -> str:
-    """One bounded line of git's stderr, credentials in URLs removed."""
-    text = re.sub(r"(https?://)[^/@\s]+@", r"\1***@", text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    line = "; ".join(lines)
-    return line[:limit] + ("…" if len(line) > limit else "")
 
 
 class GitForge:
@@ -119,7 +112,7 @@ class GitForge:
                 transient=True,
             ) from None
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: cannot read branches: {_sanitise(res.err)}")
+            raise ForgeError(f"{service.repo}: cannot read branches: {clean_text(res.err)}")
         found: dict[str, Sha] = {}
         for line in res.out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -152,7 +145,7 @@ class GitForge:
                     path.mkdir(parents=True, exist_ok=True)
                     res = await self._git(["init", "--quiet", "--bare", str(path)])
                     if res.code != 0:
-                        raise ForgeError(f"cannot create git cache {path}: {_sanitise(res.err)}")
+                        raise ForgeError(f"cannot create git cache {path}: {clean_text(res.err)}")
                 self._ready.add(key)
         return path
 
@@ -182,7 +175,7 @@ class GitForge:
                 cwd=cache,
             )
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: fetch failed: {_sanitise(res.err)}")
+            raise ForgeError(f"{service.repo}: fetch failed: {clean_text(res.err)}")
         if not await self._have(cache, shas):
             missing = ", ".join(s.short for s in shas)
             raise ForgeError(
@@ -212,7 +205,7 @@ class GitForge:
             cache = await self._fetch(service, [ancestor, descendant])
             res = await self._git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cache)
             if res.code not in (0, 1):
-                raise ForgeError(f"{service.repo}: ancestry check failed: {_sanitise(res.err)}")
+                raise ForgeError(f"{service.repo}: ancestry check failed: {clean_text(res.err)}")
             self._ancestry[key] = res.code == 0
         return self._ancestry[key]
 
@@ -253,7 +246,7 @@ class GitForge:
             return await self._classify_after(service, old, new, "push timed out", unclear=True)
         if res.code == 0:
             return PushResult(PushStatus.LANDED)
-        reason = _sanitise(res.err or res.out)
+        reason = clean_text(res.err or res.out)
         return await self._classify_after(service, old, new, reason)
 
     async def _classify_after(

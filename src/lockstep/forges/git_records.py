@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from lockstep.config import ServiceConfig
 from lockstep.errors import ForgeError
-from lockstep.forges.git import GitForge, _sanitise
+from lockstep.forges.git import GitForge
 from lockstep.model import Sha
 from lockstep.records import PromotionRecord, parse_lines
+from lockstep.redact import clean_text
 
 FILE = "records.jsonl"
 _IDENTITY = ["-c", "user.name=lockstep", "-c", "user.email=lockstep@localhost"]
@@ -37,7 +38,7 @@ class GitRecordStore:
         forge, service = self._forge, self._service
         res = await forge._git(["ls-remote", "--", forge.remote(service), self.ref])
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: cannot read {self.ref}: {_sanitise(res.err)}")
+            raise ForgeError(f"{service.repo}: cannot read {self.ref}: {clean_text(res.err)}")
         head = next(
             (line.split("\t")[0] for line in res.out.splitlines() if line.endswith("\t" + self.ref)), None
         )
@@ -57,10 +58,10 @@ class GitRecordStore:
             cwd=cache,
         )
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: cannot fetch {self.ref}: {_sanitise(res.err)}")
+            raise ForgeError(f"{service.repo}: cannot fetch {self.ref}: {clean_text(res.err)}")
         res = await forge._git(["cat-file", "blob", f"{head}:{FILE}"], cwd=cache)
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: {self.ref} has no {FILE}: {_sanitise(res.err)}")
+            raise ForgeError(f"{service.repo}: {self.ref} has no {FILE}: {clean_text(res.err)}")
         return Sha(head), res.out
 
     async def read_all(self) -> list[PromotionRecord]:
@@ -95,7 +96,7 @@ class GitRecordStore:
             )
             if any(r.code != 0 for r in (blob, tree, commit)):
                 raise ForgeError(
-                    f"cannot build the record commit: {_sanitise(blob.err + tree.err + commit.err)}"
+                    f"cannot build the record commit: {clean_text(blob.err + tree.err + commit.err)}"
                 )
             push = await forge._git(
                 [
@@ -113,7 +114,7 @@ class GitRecordStore:
                 return self.location
             if "stale info" not in push.out + push.err and "fetch first" not in push.out + push.err:
                 raise ForgeError(
-                    f"{service.repo}: cannot write {self.ref}: {_sanitise(push.err or push.out)}"
+                    f"{service.repo}: cannot write {self.ref}: {clean_text(push.err or push.out)}"
                 )
         raise ForgeError(
             f"{service.repo}: {self.ref} kept changing; record not written after {self._attempts} tries"

@@ -19,7 +19,8 @@ Choices, and why:
   position → one more attempt, anywhere else → a concurrent writer.
 * **Tokens**: reads and the audit comment use ``$GITHUB_TOKEN`` (else
   ``$GH_TOKEN``); each push uses its service's ``token_env``.  All are checked
-  in :meth:`GitHubForge.from_env` before any request and never printed.
+  in :meth:`GitHubForge.from_env` before any request and registered with
+  :mod:`lockstep.redact`, so no output shows them.
 """
 
 from __future__ import annotations
@@ -38,14 +39,13 @@ from lockstep.errors import ForgeError, UsageError
 from lockstep.forges.github_http import (
     DEFAULT_API_URL,
     GitHubHttp,
-    Redactor,
     Reply,
     RetryPolicy,
     Secret,
-    clean_text,
     is_rate_limited,
 )
 from lockstep.model import Heads, PushResult, PushStatus, Sha, TargetCheck
+from lockstep.redact import READ_TOKEN_VARS, clean_text
 
 __all__ = [
     "GitHubForge",
@@ -54,7 +54,6 @@ __all__ = [
     "parse_tracker",
 ]
 
-READ_TOKEN_VARS = ("GITHUB_TOKEN", "GH_TOKEN")
 LOCK_PREFIX = "lockstep-lock/"
 
 _NAME = r"[A-Za-z0-9_.-]+"
@@ -193,12 +192,10 @@ class GitHubForge:
             raise UsageError("GITHUB_API_URL must not contain credentials (tokens go in GITHUB_TOKEN)")
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise UsageError(f"GITHUB_API_URL must be an http(s) URL, got {raw_url!r:.100}")
-        redact = Redactor([read_token.reveal(), *(t.reveal() for t in push_tokens.values())])
         http = GitHubHttp(
             raw_url,
             timeout=config.gate.request_timeout,
             retry=retry or RetryPolicy(),
-            redact=redact,
             transport=transport,
             sleep=sleep,
         )
@@ -241,7 +238,7 @@ class GitHubForge:
             return None
         if status is not None and 300 <= status < 400:
             raise ForgeError(self._redirect_message(full, branch, label, reply), status=status)
-        detail = reply.describe(self.http.redact)
+        detail = reply.describe()
         if reply.gave_up:
             detail += f" ({reply.gave_up})"
         transient = status is None or status >= 500 or status == 429
@@ -255,9 +252,9 @@ class GitHubForge:
         marker = "/branches/"
         if marker in path:
             renamed = unquote(path.split(marker, 1)[1])
-            to = f"branch {clean_text(renamed, self.http.redact, 120)!r}"
+            to = f"branch {clean_text(renamed, 120)!r}"
         else:
-            to = clean_text(location, self.http.redact, 200) or "(no Location header)"
+            to = clean_text(location, 200) or "(no Location header)"
         return (
             f"{full}: {label} '{branch}' answered HTTP {reply.status}, a redirect to {to}; "
             f"lockstep never follows redirects on head lookups (was '{branch}' renamed? "
@@ -304,10 +301,10 @@ class GitHubForge:
                 return False
             raise ForgeError(
                 f"{service.repo}: unexpected compare status "
-                f"{clean_text(str(status), self.http.redact, 40)!r} for {label}",
+                f"{clean_text(str(status), 40)!r} for {label}",
                 status=200,
             )
-        detail = reply.describe(self.http.redact) + (f" ({reply.gave_up})" if reply.gave_up else "")
+        detail = reply.describe() + (f" ({reply.gave_up})" if reply.gave_up else "")
         raise ForgeError(
             f"{service.repo}: cannot compare {label} (for '{service.target}'): {detail}",
             status=reply.status,
@@ -340,7 +337,7 @@ class GitHubForge:
                 return TargetCheck(Sha(sha), status in ("ahead", "identical"))
             except ValueError:
                 pass
-        detail = reply.describe(self.http.redact) + (f" ({reply.gave_up})" if reply.gave_up else "")
+        detail = reply.describe() + (f" ({reply.gave_up})" if reply.gave_up else "")
         raise ForgeError(
             f"{service.repo}: cannot re-read '{service.target}' before pushing: {detail}",
             status=reply.status,
@@ -426,7 +423,6 @@ class GitHubForge:
         the write is repeated once only if the target is provably still at
         ``before``.
         """
-        redact = self.http.redact
         token = self._push_tokens[service.name]
         target = service.target
         verb = "advance" if before is not None else "create"
@@ -438,7 +434,7 @@ class GitHubForge:
             in_flight = in_flight or (reply.response is None and not reply.not_sent)
             if reply.status == ok and self._body_sha(reply) in (new, None):
                 return PushResult(PushStatus.LANDED, f"{where} → {new.short}")
-            if attempt == 1 and is_rate_limited(reply, redact):
+            if attempt == 1 and is_rate_limited(reply):
                 # GitHub refuses a rate-limited request before applying it: waiting and
                 # sending it again is safe, and turns a wait into a promotion, not a split.
                 wait, why, _ = self.http.wait_for(reply, attempt)
@@ -446,7 +442,7 @@ class GitHubForge:
                     log.warn(f"{where}: rate limited ({why}); not applied; retrying once in {wait:.0f}s")
                     await self.http.sleep(wait)
                     continue
-            outcome = reply.describe(redact)
+            outcome = reply.describe()
             refused = reply.status is not None and 300 <= reply.status < 500 and reply.status != ok
             log.warn(
                 f"{where}: {method} {'refused' if refused else 'gave no clear answer'} "

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from lockstep import log
 from lockstep.errors import AuditError
 from lockstep.forges.github import GitHubForge, parse_tracker
-from lockstep.forges.github_http import clean_text
+from lockstep.redact import clean_text
 
 
 class GitHubIssueSink:
@@ -42,8 +42,8 @@ class GitHubIssueSink:
         if reply.status == 201:
             url = (reply.json_object() or {}).get("html_url")
             if isinstance(url, str) and url.startswith(("https://", "http://")):
-                return clean_text(url, http.redact, 500)
+                return clean_text(url, 500)
             return self.tracker
         raise AuditError(
-            f"cannot post the bypass audit comment to {self.tracker}: {reply.describe(http.redact)}"
+            f"cannot post the bypass audit comment to {self.tracker}: {reply.describe()}"
         )

@@ -8,9 +8,10 @@ Kept apart from :mod:`lockstep.forges.github` so the forge reads as policy
   are answers for the caller to judge, never something to follow silently.
 * **Tokens travel only in the ``Authorization`` header of each request**, are
   held in :class:`Secret` (whose ``repr``/``str`` never show the value) and
-  every text this module produces passes through :class:`Redactor`, so a
-  token cannot leak into an exception, a log line or a report even if GitHub
-  (or a proxy) echoes it back.
+  registered with :mod:`lockstep.redact`; every server text this module
+  passes on goes through :func:`lockstep.redact.clean_text`, so a token cannot
+  leak into an exception, a log line or a report even if GitHub (or a proxy)
+  echoes it back.
 * **Only idempotent reads retry** (:meth:`GitHubHttp.get`): 5xx, timeouts,
   connection errors, 429, and 403 that is a rate limit (``x-ratelimit-remaining:
   0`` or GitHub's documented "secondary rate limit" message).  Waits honour
@@ -25,43 +26,40 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from lockstep import __version__, log
+from lockstep import __version__, log, redact
+from lockstep.redact import clean_text
 
 __all__ = [
     "API_VERSION",
     "DEFAULT_API_URL",
     "GitHubHttp",
-    "Redactor",
     "Reply",
     "RetryPolicy",
     "Secret",
-    "clean_text",
 ]
 
 API_VERSION = "2022-11-28"
 DEFAULT_API_URL = "https://api.github.com"
 
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
-_SPACE_RE = re.compile(r"\s+")
-_MESSAGE_LIMIT = 300
-
-
 class Secret:
-    """A token value that never prints: ``repr``, ``str`` and f-strings show its source only."""
+    """A token value that never prints: ``repr``, ``str`` and f-strings show its source only.
+
+    Making one registers the value with :mod:`lockstep.redact`, so no output can show it.
+    """
 
     __slots__ = ("_value", "source")
 
     def __init__(self, value: str, source: str) -> None:
         self._value = value
         self.source = source
+        redact.add(value)
 
     def reveal(self) -> str:
         """The raw value, for the ``Authorization`` header and nothing else."""
@@ -71,34 +69,6 @@ class Secret:
         return f"<token from ${self.source}>"
 
     __str__ = __repr__
-
-
-class Redactor:
-    """Replaces every known token value with ``***`` in text bound for people."""
-
-    _MIN_LEN = 4  # shorter "tokens" would mangle ordinary words and protect nothing
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
-        for value in values:
-            self.add(value)
-
-    def add(self, value: str) -> None:
-        if len(value) >= self._MIN_LEN:
-            self._values.add(value)
-
-    def __call__(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
-            text = text.replace(value, "***")
-        return text
-
-
-def clean_text(text: str, redact: Callable[[str], str], limit: int = _MESSAGE_LIMIT) -> str:
-    """One bounded, printable line with tokens removed (for server-supplied text)."""
-    text = _SPACE_RE.sub(" ", _CONTROL_RE.sub(" ", redact(text))).strip()
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return redact(text)  # again: truncation cannot expose a prefix, but a join could
 
 
 @dataclass(frozen=True)
@@ -147,7 +117,7 @@ class Reply:
     def header(self, name: str) -> str | None:
         return None if self.response is None else self.response.headers.get(name)
 
-    def message(self, redact: Callable[[str], str]) -> str:
+    def message(self) -> str:
         """GitHub's ``message`` (plus 422 ``errors[].message``), sanitised and bounded."""
         body = self.json_object()
         parts: list[str] = []
@@ -163,23 +133,23 @@ class Reply:
                         parts.append(item)
         if not parts and self.response is not None:
             parts.append(self.response.reason_phrase or "")
-        return clean_text("; ".join(p for p in parts if p), redact)
+        return clean_text("; ".join(p for p in parts if p))
 
-    def describe(self, redact: Callable[[str], str]) -> str:
+    def describe(self) -> str:
         """``HTTP 503: Service Unavailable`` or ``no response (ReadTimeout: timed out)``."""
         if self.response is None:
             return f"no response ({self.error})"
-        message = self.message(redact)
+        message = self.message()
         return f"HTTP {self.status}" + (f": {message}" if message else "")
 
 
-def is_rate_limited(reply: Reply, redact: Callable[[str], str]) -> bool:
+def is_rate_limited(reply: Reply) -> bool:
     """403/429 that GitHub documents as a rate limit (not a permission problem)."""
     if reply.status not in (403, 429):
         return False
     if reply.header("x-ratelimit-remaining") == "0":
         return True
-    return "secondary rate limit" in reply.message(redact).lower()
+    return "secondary rate limit" in reply.message().lower()
 
 
 def _number(value: str | None) -> float | None:
@@ -205,7 +175,6 @@ class GitHubHttp:
         *,
         timeout: float,
         retry: RetryPolicy,
-        redact: Redactor,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -214,7 +183,6 @@ class GitHubHttp:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.retry = retry
-        self.redact = redact
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
         self._clock = clock
@@ -256,7 +224,7 @@ class GitHubHttp:
             text = type(exc).__name__ + (f": {detail}" if detail else "")
             return Reply(
                 None,
-                error=clean_text(text, self.redact, 200),
+                error=clean_text(text, 200),
                 transient_error=isinstance(
                     exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
                 ),
@@ -270,9 +238,9 @@ class GitHubHttp:
             return reply.error if reply.transient_error else None
         status = reply.response.status_code
         if status >= 500:
-            return reply.describe(self.redact)
-        if is_rate_limited(reply, self.redact):
-            return f"rate limited ({reply.describe(self.redact)})"
+            return reply.describe()
+        if is_rate_limited(reply):
+            return f"rate limited ({reply.describe()})"
         return None
 
     async def sleep(self, seconds: float) -> None:
@@ -283,12 +251,12 @@ class GitHubHttp:
         retry_after = _number(reply.header("retry-after"))
         if retry_after is not None:
             return retry_after, f"retry-after {retry_after:g}s", True
-        if is_rate_limited(reply, self.redact):
+        if is_rate_limited(reply):
             reset = _number(reply.header("x-ratelimit-reset"))
             if reply.header("x-ratelimit-remaining") == "0" and reset is not None:
                 wait = max(0.0, reset - self._wall())
                 return wait, f"rate limit resets in {wait:.0f}s", True
-            if reply.status in (403, 429) and "secondary" in reply.message(self.redact).lower():
+            if reply.status in (403, 429) and "secondary" in reply.message().lower():
                 wait = max(self.retry.secondary_wait, self._backoff(attempt))
                 return wait, "secondary rate limit, no retry-after", True
         return self._backoff(attempt), "backoff", False
@@ -341,10 +309,8 @@ class GitHubHttp:
                 )
                 return reply
             log.warn(
-                self.redact(
-                    f"{what}: {reason}; waiting {wait:.1f}s ({why}) "
-                    f"before attempt {attempt + 1} of {policy.tries}"
-                )
+                f"{what}: {reason}; waiting {wait:.1f}s ({why}) "
+                f"before attempt {attempt + 1} of {policy.tries}"
             )
             await self._sleep(wait)
             waited += wait

@@ -134,7 +134,7 @@ class GitHubRefLock:
                 self.held = True
                 log.info(f"lock taken: {self.ref} in {self._full}")
                 return
-            outcome = reply.describe(http.redact)
+            outcome = reply.describe()
             holder = await self._holder()
             refused = reply.status is not None and reply.status < 500
             if holder is None and refused:
@@ -187,7 +187,7 @@ class GitHubRefLock:
         if reply.status == 204:
             log.info(f"lock released: {self.ref} in {self._full}")
             return
-        outcome = reply.describe(http.redact)
+        outcome = reply.describe()
         try:
             gone = await forge.read_branch(self.repo, self.branch, "lock") is None
         except ForgeError:

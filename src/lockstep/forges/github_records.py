@@ -58,7 +58,7 @@ Tokens and permissions
     use the read token (``$GITHUB_TOKEN`` / ``$GH_TOKEN``), which needs
     ``Deployments: read`` (or ``Contents: read`` for classic tokens) on every
     service repository.  Tokens travel only in headers; every message passes
-    the forge's redactor.
+    :mod:`lockstep.redact`.
 
 Failures
     Every failure is a :class:`ForgeError` naming the repository, the HTTP
@@ -84,9 +84,10 @@ from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError
 from lockstep.forges.github import GitHubForge
-from lockstep.forges.github_http import Reply, clean_text
+from lockstep.forges.github_http import Reply
 from lockstep.model import Outcome, Result
 from lockstep.records import PromotionRecord, RecordService
+from lockstep.redact import clean_text
 
 __all__ = ["GitHubDeploymentRecordStore", "status_state"]
 
@@ -161,7 +162,7 @@ class GitHubDeploymentRecordStore:
         return "/".join(self._forge.repo_of(service))
 
     def _describe(self, reply: Reply) -> str:
-        detail = reply.describe(self._forge.http.redact)
+        detail = reply.describe()
         return detail + (f" ({reply.gave_up})" if reply.gave_up else "")
 
     def _describe_write(self, reply: Reply, service: ServiceConfig) -> str:
@@ -171,7 +172,7 @@ class GitHubDeploymentRecordStore:
             detail += f" (push token from ${self._forge.push_token(service).source}"
             needed = reply.header("x-accepted-github-permissions")
             if needed:
-                detail += f"; needs {clean_text(needed, self._forge.http.redact, 80)}"
+                detail += f"; needs {clean_text(needed, 80)}"
             detail += ")"
         return detail
 
@@ -207,9 +208,7 @@ class GitHubDeploymentRecordStore:
         return where
 
     def _body(self, svc: RecordService, service: ServiceConfig, record: PromotionRecord) -> dict[str, Any]:
-        description = clean_text(
-            f"lockstep {record.mode} run {record.run_id}", self._forge.http.redact, MAX_DESCRIPTION
-        )
+        description = clean_text(f"lockstep {record.mode} run {record.run_id}", MAX_DESCRIPTION)
         return {
             "ref": svc.new_sha,
             "environment": self.environment(service),
@@ -258,7 +257,7 @@ class GitHubDeploymentRecordStore:
         text = f"lockstep {record.mode} run {record.run_id} {record.result or '?'}: {svc.outcome}"
         body = {
             "state": status_state(svc.outcome),
-            "description": clean_text(text, self._forge.http.redact, MAX_DESCRIPTION),
+            "description": clean_text(text, MAX_DESCRIPTION),
         }
         if record.run_url and record.run_url.startswith(("https://", "http://")):
             body["log_url"] = record.run_url
