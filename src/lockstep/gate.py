@@ -224,12 +224,12 @@ class Gate:
 
         self._start_reading_records()
         try:
-            await self._step(report, "fast-forward", self._fast_forward)
-            if options.skip_gate:
+            if options.skip_gate:  # nothing slow comes before the preflight, which checks the same
                 await self._records_known()
                 await self._step(report, "preflight", self._preflight)
                 await self._step(report, "audit", lambda: self._audit(report, options))
             else:
+                await self._step(report, "fast-forward", self._fast_forward)
                 async with probe_client() as self._probes:  # one pool (and TLS setup) for both steps
                     await self._step(report, "health", self._health)
                     await self._step(report, "version", self._versions)

@@ -67,10 +67,6 @@ class ReconcileGate(Gate):
             raise _Blocked("; ".join(problems))
         self._note_start(self.record)
 
-    async def _fast_forward(self) -> None:
-        if self.direction == "forward":  # a rollback rewinds: its preflight checks the other way round
-            await super()._fast_forward()
-
     def _heads_for(self, service: ServiceConfig, rec: RecordService, current: Sha | None) -> Heads | None:
         """Heads whose 'source' is where this reconcile moves the target; None = moved since."""
         new, old = Sha(rec.new_sha), Sha(rec.old_sha) if rec.old_sha else None
