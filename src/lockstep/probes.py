@@ -187,17 +187,14 @@ async def _poll_health(
         now = loop.time()
         if code == 200:
             elapsed = now - start
-            detail = f"health {url} ready after {human_duration(elapsed)}"
-            progress(service.name, detail)
-            return ProbeResult(service.name, True, elapsed, detail, last_status=200)
+            state = f"ready after {human_duration(elapsed)}"
+            progress(service.name, state)
+            return ProbeResult(service.name, True, elapsed, f"health {url} {state}", last_status=200)
         if status != last:
-            progress(service.name, f"health {url}: not ready ({status})")
+            progress(service.name, f"not ready ({status})")
             next_heartbeat = now + _HEARTBEAT
         elif now >= next_heartbeat:
-            progress(
-                service.name,
-                f"health {url}: still not ready after {human_duration(now - start)} ({status})",
-            )
+            progress(service.name, f"still not ready after {human_duration(now - start)} ({status})")
             next_heartbeat = now + _HEARTBEAT
         last = status
         if attempt_start >= last_try_at or now >= deadline:
@@ -223,10 +220,14 @@ async def wait_healthy(
 
     Returns one result per service, in input order, each ``ok`` or failed with
     the URL, elapsed time and last status/error.  ``on_progress(service,
-    message)`` hears each change of state (and a heartbeat every 30 s);
-    the default writes progress lines with :mod:`lockstep.log`.
+    state)`` hears each change of state (and a heartbeat every 30 s) as the
+    bare state, ``not ready (HTTP 503)`` or ``ready after 1.2s``: the caller
+    already labels the line with the service and the step, so a URL or a
+    "health" prefix here would be said twice.  The default writes progress
+    lines naming the URL with :mod:`lockstep.log`.
     """
-    progress = on_progress or (lambda name, message: log.info(f"{name}: {message}"))
+    urls = {s.name: s.health_url for s in services}
+    progress = on_progress or (lambda name, state: log.info(f"{name}: health {urls[name]}: {state}"))
 
     async def one(c: httpx.AsyncClient, service: ServiceConfig) -> ProbeResult:
         try:
