@@ -129,7 +129,7 @@ def test_init_github_workflow_has_the_required_pieces(gate: Path) -> None:
     assert "skip_gate:" in on and "justification:" in on
     assert [ln.strip() for ln in blocks["concurrency"] if ln.strip()] == [
         "group: lockstep-bs-lml", "cancel-in-progress: false"]
-    assert [ln.strip() for ln in blocks["permissions"] if ln.strip()] == ["contents: read", "issues: write"]
+    assert [ln.strip() for ln in blocks["permissions"] if ln.strip()] == ["contents: read", "deployments: read", "issues: write"]
     assert "persist-credentials: false" in text
     assert re.search(r"^    timeout-minutes: \d+$", text, re.M)
     scripts = run_scripts(text)
