@@ -156,7 +156,8 @@ async def _poll_health(
     interval.  No request or sleep runs past the deadline: the last sleep is
     clipped so that one final attempt still gets ``min(request_timeout,
     interval, 1s)`` before the deadline.  The first attempt always happens,
-    even with ``timeout=0``.
+    even with ``timeout=0``.  A timeout of an attempt that the deadline cut
+    short does not replace the last real answer in the report.
     """
     loop = asyncio.get_running_loop()
     url = service.health_url
@@ -184,6 +185,12 @@ async def _poll_health(
             status = f"HTTP {code}"
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = _describe_error(exc, per_request)
+            # An attempt whose budget the deadline cut short (on a busy machine the last one can
+            # start with almost nothing left) and that timed out says nothing about the server:
+            # it must not replace what an earlier attempt really saw ("timed out after 0.0s").
+            clipped = per_request < request_timeout and isinstance(exc, TimeoutError | httpx.TimeoutException)
+            if clipped and last != "no attempt":
+                status = last
         now = loop.time()
         if code == 200:
             elapsed = now - start
