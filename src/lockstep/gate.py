@@ -1,4 +1,4 @@
-"""One gate run as a sequence of steps over protocols (DESIGN.md section 1).
+"""One gate run as a sequence of steps over protocols (``docs/design.md``, "What one run does").
 
 The gate does no I/O of its own: heads and pushes go through a
 :class:`~lockstep.forges.base.Forge`, the audit through an
