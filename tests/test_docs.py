@@ -11,6 +11,7 @@
   names a real command, real options, and real choices for them.
 * Every command and exit code of the user contract (``docs/design.md``) and
   every exit code a command's ``--help`` lists appears in ``docs/exit-codes.md``.
+* The justification's length cap is the one the code enforces.
 """
 
 from __future__ import annotations
@@ -401,3 +402,20 @@ def test_outside_reference_pattern() -> None:
     assert _OUTSIDE.search("(DESIGN.md section 1)")
     assert not _OUTSIDE.search("see docs/design.md") and not _OUTSIDE.search("https://github.com/WXYC/wxyc-shared")
     assert not _OUTSIDE.search("a ~/work/ directory")
+
+
+# --------------------------------------------------------------------------- the justification cap
+
+
+def test_the_justification_cap_is_documented_where_bypass_is() -> None:
+    """Issue 10 item 15: the 4,000-character cap was enforced but documented nowhere."""
+    from lockstep.audit import MAX_JUSTIFICATION
+
+    cap = f"{MAX_JUSTIFICATION:,} characters"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("## Bypass", 1)[1].split("\n## ", 1)[0]
+    assert cap in readme, f"README.md's Bypass section does not give the cap ({cap})"
+    for page in ("runbook.md", "github-actions.md", "design.md"):
+        assert cap in (DOCS / page).read_text(encoding="utf-8"), f"docs/{page} does not give the cap ({cap})"
+    for command in ("run", "reconcile"):
+        option = next(p for p in cli.commands[command].params if p.name == "justification")
+        assert f"{MAX_JUSTIFICATION} characters" in str(getattr(option, "help", "")), command
