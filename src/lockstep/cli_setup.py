@@ -1,7 +1,8 @@
 """Setup commands (``init``, ``validate``, ``dispatch``), registered onto the main group.
 
-Only click is imported here; each command imports what it needs when it runs,
-so ``lockstep --help`` stays fast.
+Only click (and :mod:`lockstep.errors`, which imports nothing) is imported
+here; each command imports what it needs when it runs, so ``lockstep --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from lockstep.errors import LockstepError
 
 INIT_EPILOG = """\b
 Examples:
@@ -26,7 +29,8 @@ Examples:
 
 \b
 Exit codes: 0 written; 2 a missing or bad answer, or a file that already
-exists (nothing is written).
+exists (nothing is written); 130 Ctrl-C or Ctrl-D at a prompt (nothing is
+written).
 """
 
 VALIDATE_EPILOG = """\b
@@ -57,6 +61,21 @@ def stdin_is_tty() -> bool:
         return False
 
 
+class PromptCancelled(LockstepError):
+    """Ctrl-C or Ctrl-D at a prompt: the person chose to stop, so no traceback and no 'internal error'."""
+
+    exit_code = 130  # 128 + SIGINT, what a shell reports for an interrupted command
+
+
+def _prompt(text: str, **kwargs: Any) -> str:
+    """``click.prompt``, where Ctrl-C or Ctrl-D (click's Abort) ends init with one line and exit 130."""
+    try:
+        return str(click.prompt(text, **kwargs))
+    except click.Abort:
+        click.echo(err=True)  # the prompt left the cursor at the end of its line
+        raise PromptCancelled("init cancelled at a prompt: nothing was written") from None
+
+
 class _Asker:
     """Prompts when interactive (re-asking after a bad answer); otherwise names the missing flag (exit 2)."""
 
@@ -73,13 +92,13 @@ class _Asker:
             raise UsageError(f"missing {flag} (no terminal to ask on; pass it, or run init in a terminal)")
         if check is not None:
             kwargs["value_proc"] = _checked(check)
-        return str(click.prompt(text, default=default, **kwargs)).strip()
+        return _prompt(text, default=default, **kwargs).strip()
 
     def ask_optional(self, text: str, check: Callable[[str], object] | None = None) -> str:
         if not self.interactive:
             return ""
         proc = _checked(check, allow_empty=True) if check is not None else None
-        return str(click.prompt(text, default="", show_default=False, value_proc=proc)).strip()
+        return _prompt(text, default="", show_default=False, value_proc=proc).strip()
 
 
 def _checked(check: Callable[[str], object], allow_empty: bool = False) -> Callable[[str], str]:

@@ -9,6 +9,7 @@ same CLI path, same git forge, same reports.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -152,10 +153,23 @@ def run_demo(directory: Path | None, scenario: str) -> int:
         f"  repositories: {', '.join(str(r.name) for r in repos.values())} (bare; `git --git-dir "
         f"{repos['backend']} log --oneline --all`)\n"
         + (f"  audit record: {root / 'audit.md'}\n" if scenario == "bypass" else "")
-        + "To run the gate there again (staging stubs first, then the gate):\n"
-        f"  python -m lockstep.staging_stub --config {config_path} &\n"
-        f"  cd {root} && lockstep run\n"
-        f"Exit code of this demo gate: {code}"),
+        + "To run the gate there again (staging stubs in the background, then the gate):\n"
+        + "".join(f"  {line}\n" for line in rerun_commands(root, config_path))
+        + f"Exit code of this demo gate: {code}"),
         err=True,
     )
     return code
+
+
+def rerun_commands(root: Path, config_path: Path) -> list[str]:
+    """Shell lines that re-run the sandbox's gate with the interpreter running this demo.
+
+    ``lockstep`` need not be on PATH (``uv run lockstep demo`` does not put it
+    there) and a bare ``python`` may be another interpreter without lockstep,
+    so both lines name this one by its absolute path.
+    """
+    python = shlex.quote(sys.executable)
+    return [
+        f"{python} -m lockstep.staging_stub --config {shlex.quote(str(config_path))} &",
+        f"cd {shlex.quote(str(root))} && {python} -m lockstep run",
+    ]

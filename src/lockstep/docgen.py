@@ -145,9 +145,9 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "ServiceConfig.token_env": (
         "The environment variable holding a token that may push this repository. Required for "
-        "the github forge (fine-grained token: Contents write, plus Deployments write for "
-        "records). Whatever the forge, the variable is removed from every check's environment "
-        "and its value is shown as `***` in every output, report and record."
+        "the github forge (fine-grained token: *Contents: read and write*, plus *Deployments: "
+        "read and write* for records). Whatever the forge, the variable is removed from every "
+        "check's environment and its value is shown as `***` in every output, report and record."
     ),
     "ServiceConfig.health_url": (
         "Polled until it answers HTTP 200, every `health_interval`, up to `health_timeout`."
@@ -176,13 +176,13 @@ DESCRIPTIONS: dict[str, str] = {
         "An external check (github forge): the context of a GitHub commit status that must be "
         "`success` on each service's source sha resolved in this run. Polled until conclusive: "
         "`failure` or `error` fails at once; pending or missing keeps polling until `timeout`. "
-        "The read token needs *Commit statuses: read*."
+        "The read token also needs *Commit statuses: read*."
     ),
     "CheckConfig.check_run": (
         "An external check (github forge): the name of a GitHub check run that must have "
         "concluded `success` on each service's source sha (the newest run of that name counts, "
         "so a re-run supersedes a failure). Any other conclusion, `neutral` and `skipped` "
-        "included, fails. The read token needs *Checks: read*."
+        "included, fails. The read token also needs *Checks: read*."
     ),
     "CheckConfig.services": (
         "`commit_status` / `check_run` only: the services whose source shas must carry the "

@@ -1,4 +1,4 @@
-"""One gate run as a sequence of steps over protocols (DESIGN.md section 1).
+"""One gate run as a sequence of steps over protocols (``docs/design.md``, "What one run does").
 
 The gate does no I/O of its own: heads and pushes go through a
 :class:`~lockstep.forges.base.Forge`, the audit through an
@@ -368,8 +368,7 @@ class Gate:
             raise _Blocked("; ".join(failed))
 
     def _health_progress(self, name: str, message: str) -> None:
-        url = next((s.health_url for s in self.config.services if s.name == name), "")
-        self.progress.service(name, "health", message.replace(f"health {url} ", "").strip())
+        self.progress.service(name, "health", message)
 
     async def _versions(self) -> None:
         expected = {s.name: self._heads[s.name].source for s in self.config.services}

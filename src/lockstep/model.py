@@ -46,7 +46,7 @@ class Action(StrEnum):
 
 
 class Outcome(StrEnum):
-    """The per-service outcome shown in the summary (DESIGN.md "The summary")."""
+    """The per-service outcome shown in the summary (``docs/design.md``, "The summary")."""
 
     ADVANCED = "advanced"
     UNCHANGED = "unchanged (already at main)"

@@ -138,7 +138,8 @@ async def _poll_health(
     interval.  No request or sleep runs past the deadline: the last sleep is
     clipped so that one final attempt still gets ``min(request_timeout,
     interval, 1s)`` before the deadline.  The first attempt always happens,
-    even with ``timeout=0``.
+    even with ``timeout=0``.  A timeout of an attempt that the deadline cut
+    short does not replace the last real answer in the report.
     """
     loop = asyncio.get_running_loop()
     url = service.health_url
@@ -166,20 +167,23 @@ async def _poll_health(
             status = f"HTTP {code}"
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = _describe_error(exc, per_request)
+            # An attempt whose budget the deadline cut short (on a busy machine the last one can
+            # start with almost nothing left) and that timed out says nothing about the server:
+            # it must not replace what an earlier attempt really saw ("timed out after 0.0s").
+            clipped = per_request < request_timeout and isinstance(exc, TimeoutError | httpx.TimeoutException)
+            if clipped and last != "no attempt":
+                status = last
         now = loop.time()
         if code == 200:
             elapsed = now - start
-            detail = f"health {url} ready after {human_duration(elapsed)}"
-            progress(service.name, detail)
-            return ProbeResult(service.name, True, elapsed, detail, last_status=200)
+            state = f"ready after {human_duration(elapsed)}"
+            progress(service.name, state)
+            return ProbeResult(service.name, True, elapsed, f"health {url} {state}", last_status=200)
         if status != last:
-            progress(service.name, f"health {url}: not ready ({status})")
+            progress(service.name, f"not ready ({status})")
             next_heartbeat = now + _HEARTBEAT
         elif now >= next_heartbeat:
-            progress(
-                service.name,
-                f"health {url}: still not ready after {human_duration(now - start)} ({status})",
-            )
+            progress(service.name, f"still not ready after {human_duration(now - start)} ({status})")
             next_heartbeat = now + _HEARTBEAT
         last = status
         if attempt_start >= last_try_at or now >= deadline:
@@ -205,10 +209,14 @@ async def wait_healthy(
 
     Returns one result per service, in input order, each ``ok`` or failed with
     the URL, elapsed time and last status/error.  ``on_progress(service,
-    message)`` hears each change of state (and a heartbeat every 30 s);
-    the default writes progress lines with :mod:`lockstep.log`.
+    state)`` hears each change of state (and a heartbeat every 30 s) as the
+    bare state, ``not ready (HTTP 503)`` or ``ready after 1.2s``: the caller
+    already labels the line with the service and the step, so a URL or a
+    "health" prefix here would be said twice.  The default writes progress
+    lines naming the URL with :mod:`lockstep.log`.
     """
-    progress = on_progress or (lambda name, message: log.info(f"{name}: {message}"))
+    urls = {s.name: s.health_url for s in services}
+    progress = on_progress or (lambda name, state: log.info(f"{name}: health {urls[name]}: {state}"))
 
     async def one(c: httpx.AsyncClient, service: ServiceConfig) -> ProbeResult:
         try:

@@ -4,10 +4,10 @@ The gate reports events (a step started or finished, a service's health,
 version or push changed, a check printed a line) to a :class:`Progress`.
 :class:`PlainProgress` turns them into timestamped lines (inside ``::group::``
 blocks under GitHub Actions); :class:`LiveProgress` draws one line per step and
-per service with rich, redrawn in place.  ``NO_COLOR``, ``--no-progress``, a
-non-terminal stderr and Actions all choose the plain form.  Both forms scrub
-every text of secrets (:mod:`lockstep.redact`): the plain one through
-:mod:`lockstep.log`, the live one as each event arrives.
+per service with rich, redrawn in place.  A non-empty ``NO_COLOR``,
+``--no-progress``, a non-terminal stderr and Actions all choose the plain form.
+Both forms scrub every text of secrets (:mod:`lockstep.redact`): the plain one
+through :mod:`lockstep.log`, the live one as each event arrives.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def make_progress(env: Mapping[str, str], *, enabled: bool = True, stream: IO[st
     if (
         enabled
         and not actions.in_actions(env)
-        and "NO_COLOR" not in env
+        and not env.get("NO_COLOR")  # no-color.org: only a non-empty value asks for no colour
         and env.get("TERM") != "dumb"
         and out.isatty()
     ):

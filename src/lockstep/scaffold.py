@@ -60,6 +60,16 @@ DEFAULT_TRACKER_FILE = "lockstep-audit.md"
 CHECK_TIMEOUT_MINUTES = 20
 HEALTH_TIMEOUT_MINUTES = 5
 
+# What each token needs for the config init writes (github forge, promotion records on): pushes
+# move refs and write the records (deployments); reads see branches, compares and records and
+# post the audit comment.  Every text init prints or writes says exactly this, in the words of
+# GitHub's token settings; tests/test_permissions.py derives it from the requests of real runs.
+PUSH_PERMISSIONS = "Contents: read and write, Deployments: read and write"
+READ_PERMISSIONS = (
+    "Contents: read and Deployments: read on every service repository, "
+    "Issues: read and write on the tracker's repository"
+)
+
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -313,7 +323,7 @@ def render_config(spec: InitSpec) -> str:
         ]
         if github:
             lines.append(_line("token_env", toml_string(svc.token_env),
-                               "secret: Contents read+write on this repo only"))
+                               f"secret, this repo only: {PUSH_PERMISSIONS}"))
         lines += [
             _line("health_url", toml_string(svc.staging_base + spec.health_path), "polled until HTTP 200"),
             _line("version_url", toml_string(svc.staging_base + spec.version_path),
@@ -431,12 +441,16 @@ concurrency:
 
 # Least privilege for the workflow's own GITHUB_TOKEN. It can only see this
 # repository, so reading the service repositories needs the secret
-# LOCKSTEP_READ_TOKEN (a fine-grained PAT: Contents read on each service
-# repository, Issues write on the bypass tracker's repository). `issues: write`
-# is for the bypass audit comment when the tracker lives in this repository.
+# LOCKSTEP_READ_TOKEN (a fine-grained PAT: Contents: read and Deployments: read
+# on each service repository, Issues: read and write on the bypass tracker's
+# repository). Without that secret the workflow token stands in, which works
+# only when the services and the tracker live in this repository, so it gets
+# the same: `deployments: read` for the promotion records, `issues: write` for
+# the bypass audit comment.
 # Prod pushes never use either: each service has its own PROD_PUSH_TOKEN_*.
 permissions:
   contents: read
+  deployments: read
   issues: write
 
 jobs:
@@ -523,13 +537,10 @@ def render_next_steps(spec: InitSpec, config_text: str) -> str:
     if spec.forge == "github":
         token_vars = {s.token_env for s in spec.services}
         secrets = [
-            f"  secret {s.token_env}: fine-grained PAT, Contents read and write on {s.repo} only"
+            f"  secret {s.token_env}: fine-grained PAT on {s.repo} only, {PUSH_PERMISSIONS}"
             for s in spec.services
         ]
-        secrets.append(
-            "  secret LOCKSTEP_READ_TOKEN: fine-grained PAT, Contents read on every service repository "
-            "and Issues read and write on the tracker's repository"
-        )
+        secrets.append(f"  secret LOCKSTEP_READ_TOKEN: fine-grained PAT, {READ_PERMISSIONS}")
         env = dict(workflow_env(spec, config_text))
         plain = [n for n in variables if n not in token_vars and n in env]
         lines += [

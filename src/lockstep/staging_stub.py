@@ -1,8 +1,10 @@
 """A tiny staging service for the demo: ``/health`` and ``/version`` on 127.0.0.1.
 
 Each service reports the sha of a branch in a local git repository, read on
-every request, so the sandbox keeps working after new commits.  Run it by hand
-to re-run a demo gate: ``python -m lockstep.staging_stub --config DIR/lockstep.toml``.
+every request, so the sandbox keeps working after new commits.  To re-run a
+demo gate, run it by hand with the interpreter lockstep is installed in
+(``lockstep demo`` prints the exact line): ``PYTHON -m lockstep.staging_stub
+--config DIR/lockstep.toml``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``test_chaos_run`` drives a few hundred seeded scenarios (fake GitHub and git
 forges, staging faults, forge faults, bypasses, audits, signals) through the
-real CLI and asserts that no invariant of DESIGN.md section 1 was violated.
+real CLI and asserts that no invariant of ``docs/design.md`` ("Invariants") was violated.
 On failure the assertion message is the whole table, with the seed of every
 violation: ``python -m benchmarks.chaos --replay SEED`` reproduces one.
 

@@ -10,7 +10,7 @@ Quick reference::
         gh.inject(Fault.drop_after(), method="PATCH", path=r"/repos/o/r/git/refs/heads/prod")
         gh.requests / gh.writes()                  # RecordedRequest list
 
-Endpoints, codes and messages follow ``/work/shared/GITHUB-API.md``; the fake is
+Endpoints, codes and messages follow ``docs/github-api.md``; the fake is
 never more forgiving than GitHub (wrong types, unknown shas, missing refs,
 non-fast-forward updates and missing permissions are all refused).
 """

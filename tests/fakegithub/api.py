@@ -2,7 +2,7 @@
 
 Pure request -> response logic over :class:`World`; the caller holds the lock, so
 every request (and so every ref update) is atomic. Codes, messages and body
-shapes follow ``/work/shared/GITHUB-API.md``; where GitHub's exact text is
+shapes follow ``docs/github-api.md``; where GitHub's exact text is
 unconfirmed we pick one plausible form and never a more forgiving behaviour.
 """
 

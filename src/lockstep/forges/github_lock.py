@@ -4,7 +4,7 @@ The ref lock is ``refs/heads/lockstep-lock/<gate>``,
 created atomically with ``POST git/refs`` (422 if it exists) and deleted on
 exit.  GitHub keeps no creation time for a ref and lockstep cannot create a
 commit to hold one (the fake and the contract cover only the endpoints in
-DESIGN.md), so a lock's age is unknowable: lockstep waits (polling) up to
+``docs/github-api.md``), so a lock's age is unknowable: lockstep waits (polling) up to
 ``lock_timeout``; if it has watched the lock for ``lock_stale_after`` it says
 the lock is probably stale.  It never breaks a lock by itself: deleting a
 live run's lock is worse than asking a person to delete a dead one.
