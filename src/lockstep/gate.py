@@ -286,7 +286,7 @@ class Gate:
         targets, and says so: the records are a recovery aid, never a gate.
         """
         try:
-            history = await records.read_all()
+            history = await records.read_recent()
         except (ForgeError, OSError) as exc:
             warning = f"could not read the promotion records in {records.location}: {exc}"
             self._require_report().warnings.append(warning)

@@ -90,3 +90,7 @@ class RecordStore(Protocol):
     async def read_all(self) -> list[PromotionRecord]:
         """Every record, oldest first."""
         ...
+
+    async def read_recent(self) -> list[PromotionRecord]:
+        """Enough records, oldest first, to tell the newest runs apart (may cost less than all)."""
+        ...

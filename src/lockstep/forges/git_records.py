@@ -69,6 +69,10 @@ class GitRecordStore:
         _, text = await self._read()
         return parse_lines(text)
 
+    async def read_recent(self) -> list[PromotionRecord]:
+        """The same as :meth:`read_all`: one ref holds every record."""
+        return await self.read_all()
+
     async def write(self, record: PromotionRecord) -> str:
         """Append one record; raise ForgeError when it could not be stored."""
         forge, service = self._forge, self._service

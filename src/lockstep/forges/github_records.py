@@ -50,7 +50,10 @@ Requests (N services)
     (``finished``): 2N writes, each phase concurrent across repositories, so
     each costs one round trip (the started write sits before the first push,
     the finished one after verify: neither widens the split window).  A read
-    is N + at most N GETs in two concurrent rounds.
+    (``status``, ``reconcile``) is N + at most N GETs in two concurrent rounds.
+    A promoting run reads only the first service's repository (2 GETs,
+    :meth:`GitHubDeploymentRecordStore.read_recent`), concurrently with its gate
+    steps, to tell whether it starts from a split.
 
 Tokens and permissions
     Writes use each service's **push** token (``token_env``), which then needs
@@ -274,7 +277,17 @@ class GitHubDeploymentRecordStore:
 
     async def read_all(self) -> list[PromotionRecord]:
         """Every record, oldest first (see the module docstring for what is read)."""
-        services = list(self._services.values())
+        return await self._read(list(self._services.values()))
+
+    async def read_recent(self) -> list[PromotionRecord]:
+        """The records as the first service's repository holds them: 2 requests instead of 2N.
+
+        Enough for a run to tell whether it starts from a split (every run writes its
+        record to every repository); ``status`` and ``reconcile`` read them all.
+        """
+        return await self._read(list(self._services.values())[:1])
+
+    async def _read(self, services: list[ServiceConfig]) -> list[PromotionRecord]:
         listed = await _gather([self._list(s) for s in services])
         _raise_first(listed)
         found = [f for batch in listed if not isinstance(batch, BaseException) for f in batch]
