@@ -211,27 +211,31 @@ class Scenario:
         """Labels of the faults that live in the world rather than in the fake's injections."""
         out: list[str] = []
         for s in self.services:
-            if self.forge == "github":
-                if s.push_token != "ok":
-                    out.append(f"push-token-{s.push_token}")
-                if not s.readable:
-                    out.append("read-token-no-access")
-                if s.protected:
-                    out.append("protected-target")
-                if s.outsider != "none":
-                    out.append(f"outside-writer-{s.outsider}")
-            else:
-                if s.hook != "none":
-                    out.append(f"git-hook-{s.hook}")
-                if s.missing_repo:
-                    out.append("git-repo-missing")
-            if s.health != "ok":
-                out.append(f"health-{s.health}")
-            if s.version not in ("ok", "nested"):
-                out.append("version-" + s.version.split(":")[0])
+            out += self._forge_faults(s) + _staging_faults(s)
         for c in self.checks:
             if c.kind not in ("pass", "slow-pass"):
                 out.append(f"check-{c.kind}")
+        return out + self._run_faults()
+
+    def _forge_faults(self, s: ServicePlan) -> list[str]:
+        """One service's faults on its forge: tokens, visibility, protection, another writer; hooks."""
+        if self.forge != "github":
+            out = [f"git-hook-{s.hook}"] if s.hook != "none" else []
+            if s.missing_repo:
+                out.append("git-repo-missing")
+            return out
+        out = [f"push-token-{s.push_token}"] if s.push_token != "ok" else []
+        if not s.readable:
+            out.append("read-token-no-access")
+        if s.protected:
+            out.append("protected-target")
+        if s.outsider != "none":
+            out.append(f"outside-writer-{s.outsider}")
+        return out
+
+    def _run_faults(self) -> list[str]:
+        """The faults of the run as a whole: read token, audit store, bypass, actor, setup, signal."""
+        out: list[str] = []
         if not self.read_token_ok:
             out.append("read-token-unknown")
         if self.bypass_in_play and self.audit != "ok":
@@ -264,6 +268,14 @@ class Scenario:
         return self.bypass == "valid"
 
 
+def _staging_faults(s: ServicePlan) -> list[str]:
+    """One service's staging faults: health that is not simply ready, a /version that is not right."""
+    out = [f"health-{s.health}"] if s.health != "ok" else []
+    if s.version not in ("ok", "nested"):
+        out.append("version-" + s.version.split(":")[0])
+    return out
+
+
 def _service_names(rng: random.Random, n: int) -> list[str]:
     pool = ["backend", "lml", "web.api", "auth_svc", "search-x", "Billing", "feeds.v2", "queue_1"]
     rng.shuffle(pool)
@@ -271,20 +283,14 @@ def _service_names(rng: random.Random, n: int) -> list[str]:
 
 
 def generate(seed: int) -> Scenario:
-    """The scenario for ``seed``: the same seed always gives the same scenario."""
+    """The scenario for ``seed``: the same seed always gives the same scenario.
+
+    Every draw comes from one ``random.Random(seed)`` in a fixed order; each helper below
+    draws one part of the scenario, and they run in that order.
+    """
     rng = random.Random(seed)
     forge = "git" if rng.random() < 0.15 else "github"
-    runner, sig = "inproc", None
-    r = rng.random()
-    if r < 0.035:
-        runner = "subprocess"
-        sig = SignalPlan(
-            name="SIGTERM" if rng.random() < 0.8 else "SIGINT",
-            anchor="start" if rng.random() < 0.15 else "first-request",
-            delay=round(rng.uniform(0.0, 0.6), 3),
-        )
-    elif r < 0.06:
-        runner = "subprocess"
+    runner, sig = _gen_runner(rng)
     subprocess_run = runner == "subprocess"
 
     n = rng.choice([1, 1, 2, 2, 2, 3, 3, 4, 5])
@@ -292,104 +298,20 @@ def generate(seed: int) -> Scenario:
     # Gate "mood": most scenarios have good staging, the rest one bad service or check.
     bad_gate = rng.random() < 0.35
     bad_index = rng.randrange(n + 1) if bad_gate else -1  # n = a check is the bad one
-    services: list[ServicePlan] = []
-    for k, name in enumerate(names):
-        chain = rng.randint(2, 4)
-        start = rng.choices(
-            ["equal", "behind", "missing", "diverged", "ahead"], [24, 48, 12, 9, 7]
-        )[0]
-        health, version = "ok", "ok" if rng.random() < 0.85 else "nested"
-        ready_after = 0.0
-        if rng.random() < 0.12:
-            health, ready_after = "slow", round(rng.uniform(0.02, 0.12), 3)
-        if k == bad_index:
-            what = rng.choice(["health", "health", "version", "version", "version"])
-            if what == "health":
-                health = rng.choice(["late", "never", "never", "hang", "refused"])
-                ready_after = round(rng.uniform(0.6, 1.0), 3) if health == "late" else 0.0
-            else:
-                version = "mismatch" if rng.random() < 0.4 else "garbage:" + rng.choice(VERSION_GARBAGE)
-        plan = ServicePlan(
-            name=name,
-            start=start,
-            chain=chain,
-            behind_by=rng.randint(1, chain - 1),
-            health=health,
-            ready_after=ready_after,
-            health_status=rng.choice([503, 500, 404, 301]) if health == "never" else 200,
-            health_path=rng.choice(["/health", "/healthcheck"]),
-            version=version,
-        )
-        if forge == "github":
-            plan.push_token = rng.choices(["ok", "read-only", "unknown"], [95, 3, 2])[0]
-            plan.readable = rng.random() >= 0.02
-            plan.protected = rng.random() < 0.03
-            if rng.random() < 0.03:
-                plan.outsider = rng.choice(["ahead", "between"])
-                plan.outsider_after = rng.randint(1, 3)
-        else:
-            plan.hook = rng.choices(["none", "reject", "vanish"], [84, 12, 4])[0]
-            plan.missing_repo = rng.random() < 0.03
-        services.append(plan)
-
-    n_checks = rng.choices([0, 1, 2, 3], [40, 35, 20, 5])[0]
-    checks = [CheckPlan(f"check-{i}", "slow-pass" if rng.random() < 0.1 else "pass") for i in range(n_checks)]
-    if bad_index == n:
-        if not checks:
-            checks.append(CheckPlan("check-0", "pass"))
-        rng.choice(checks).kind = rng.choices(["fail", "noisy-fail", "hang", "missing"], [45, 15, 30, 10])[0]
-
-    bypass = rng.choices(
-        ["none", "valid", "empty", "blank", "invisible", "too-long", "no-skip"], [64, 26, 2, 2, 2, 2, 2]
-    )[0]
-    justification: str | None = None
-    if bypass in ("valid", "no-skip"):
-        justification = rng.choice(VALID_JUSTIFICATIONS)
-    elif bypass in INVALID_JUSTIFICATIONS:
-        justification = INVALID_JUSTIFICATIONS[bypass]
+    services = [_gen_service(rng, name, forge, bad=k == bad_index) for k, name in enumerate(names)]
+    checks = _gen_checks(rng, bad=bad_index == n)
+    bypass, justification = _gen_bypass(rng)
     actions = rng.random() < 0.2
     bypass_via_event = actions and bypass in ("valid", *INVALID_JUSTIFICATIONS) and rng.random() < 0.6
-
-    actor_kind = rng.choices(["default", "ok", "not-allowed", "invalid"], [50, 40, 7, 3])[0]
-    actor: str | None = None
-    allowed: tuple[str, ...] = ()
-    if actor_kind == "ok":
-        actor = rng.choice(ACTORS_OK)
-        if rng.random() < 0.3:
-            allowed = (actor, "someone-else")
-    elif actor_kind == "not-allowed":
-        actor, allowed = rng.choice(ACTORS_OK), ("only-this-person",)
-    elif actor_kind == "invalid":
-        actor = ACTOR_INVALID
-
-    if forge == "github":
-        audit = rng.choices(
-            ["ok", "locked", "missing-issue", "disabled", "comment-fault"], [76, 7, 4, 4, 9]
-        )[0]
-    else:
-        audit = rng.choices(["ok", "no-dir"], [85, 15])[0]
-
-    faults: list[FaultPlan] = []
-    if forge == "github":
-        for _ in range(rng.choices([0, 1, 2, 3], [35, 35, 20, 10])[0]):
-            faults.append(_gen_fault(rng, n, subprocess_run, bypass == "valid"))
-        if bypass == "valid" and audit == "comment-fault":
-            fault = _gen_fault(rng, n, subprocess_run, True, endpoint="audit-comment")
-            faults.append(fault)
-
-    setup_error = "none"
-    r = rng.random()
-    if r < 0.03:
-        setup_error = "secret-in-check"
-        if not checks:
-            checks.append(CheckPlan("check-0", "pass"))
-    elif r < 0.05 and forge == "github":
-        setup_error = "missing-token-env"
-
-    lock = "auto"
-    if forge == "github":
-        lock = rng.choices(["auto", "ref", "none"], [85, 10, 5])[0]
+    actor_kind, actor, allowed = _gen_actor(rng)
+    audit = _gen_audit(rng, forge)
+    faults = _gen_faults(rng, forge, n, subprocess_run, bypass, audit)
+    setup_error = _gen_setup_error(rng, forge, checks)
+    lock = rng.choices(["auto", "ref", "none"], [85, 10, 5])[0] if forge == "github" else "auto"
     rollback = rng.random() < 0.15
+    read_token_ok = forge == "git" or rng.random() >= 0.02
+    dispatch_payload = actions and not bypass_via_event and rng.random() < 0.5
+    json_out = rng.random() < 0.2
     return Scenario(
         seed=seed,
         forge=forge,
@@ -404,15 +326,153 @@ def generate(seed: int) -> Scenario:
         allowed_actors=allowed,
         audit=audit,
         faults=faults,
-        read_token_ok=forge == "git" or rng.random() >= 0.02,
+        read_token_ok=read_token_ok,
         lock=lock,
         actions=actions,
-        dispatch_payload=actions and not bypass_via_event and rng.random() < 0.5,
-        json_out=rng.random() < 0.2,
+        dispatch_payload=dispatch_payload,
+        json_out=json_out,
         setup_error=setup_error,
         signal=sig,
         rollback=rollback,
     )
+
+
+def _gen_runner(rng: random.Random) -> tuple[str, SignalPlan | None]:
+    """In-process (94 %) or a subprocess, which for 3.5 % of all scenarios gets a signal."""
+    r = rng.random()
+    if r < 0.035:
+        return "subprocess", SignalPlan(
+            name="SIGTERM" if rng.random() < 0.8 else "SIGINT",
+            anchor="start" if rng.random() < 0.15 else "first-request",
+            delay=round(rng.uniform(0.0, 0.6), 3),
+        )
+    if r < 0.06:
+        return "subprocess", None
+    return "inproc", None
+
+
+def _gen_service(rng: random.Random, name: str, forge: str, bad: bool) -> ServicePlan:
+    """One service: its start state, its staging behaviour (bad when ``bad``) and its forge faults."""
+    chain = rng.randint(2, 4)
+    start = rng.choices(["equal", "behind", "missing", "diverged", "ahead"], [24, 48, 12, 9, 7])[0]
+    health, version, ready_after = _gen_staging(rng, bad)
+    plan = ServicePlan(
+        name=name,
+        start=start,
+        chain=chain,
+        behind_by=rng.randint(1, chain - 1),
+        health=health,
+        ready_after=ready_after,
+        health_status=rng.choice([503, 500, 404, 301]) if health == "never" else 200,
+        health_path=rng.choice(["/health", "/healthcheck"]),
+        version=version,
+    )
+    if forge == "github":
+        _gen_github_service_faults(rng, plan)
+    else:
+        _gen_git_service_faults(rng, plan)
+    return plan
+
+
+def _gen_staging(rng: random.Random, bad: bool) -> tuple[str, str, float]:
+    """(health, version, ready_after) of one service's staging; a bad one fails health or /version."""
+    health, version = "ok", "ok" if rng.random() < 0.85 else "nested"
+    ready_after = 0.0
+    if rng.random() < 0.12:
+        health, ready_after = "slow", round(rng.uniform(0.02, 0.12), 3)
+    if bad:
+        what = rng.choice(["health", "health", "version", "version", "version"])
+        if what == "health":
+            health = rng.choice(["late", "never", "never", "hang", "refused"])
+            ready_after = round(rng.uniform(0.6, 1.0), 3) if health == "late" else 0.0
+        else:
+            version = "mismatch" if rng.random() < 0.4 else "garbage:" + rng.choice(VERSION_GARBAGE)
+    return health, version, ready_after
+
+
+def _gen_github_service_faults(rng: random.Random, plan: ServicePlan) -> None:
+    """Token, visibility, protection and another writer for one service on the fake GitHub."""
+    plan.push_token = rng.choices(["ok", "read-only", "unknown"], [95, 3, 2])[0]
+    plan.readable = rng.random() >= 0.02
+    plan.protected = rng.random() < 0.03
+    if rng.random() < 0.03:
+        plan.outsider = rng.choice(["ahead", "between"])
+        plan.outsider_after = rng.randint(1, 3)
+
+
+def _gen_git_service_faults(rng: random.Random, plan: ServicePlan) -> None:
+    """Hooks and a missing repository for one service on the git forge."""
+    plan.hook = rng.choices(["none", "reject", "vanish"], [84, 12, 4])[0]
+    plan.missing_repo = rng.random() < 0.03
+
+
+def _gen_checks(rng: random.Random, bad: bool) -> list[CheckPlan]:
+    """0–3 checks that pass; when ``bad``, one of them (added if need be) fails, hangs or is missing."""
+    n_checks = rng.choices([0, 1, 2, 3], [40, 35, 20, 5])[0]
+    checks = [CheckPlan(f"check-{i}", "slow-pass" if rng.random() < 0.1 else "pass") for i in range(n_checks)]
+    if bad:
+        if not checks:
+            checks.append(CheckPlan("check-0", "pass"))
+        rng.choice(checks).kind = rng.choices(["fail", "noisy-fail", "hang", "missing"], [45, 15, 30, 10])[0]
+    return checks
+
+
+def _gen_bypass(rng: random.Random) -> tuple[str, str | None]:
+    """The bypass kind and its justification (hostile when valid, one of the invalid kinds otherwise)."""
+    bypass = rng.choices(
+        ["none", "valid", "empty", "blank", "invisible", "too-long", "no-skip"], [64, 26, 2, 2, 2, 2, 2]
+    )[0]
+    if bypass in ("valid", "no-skip"):
+        return bypass, rng.choice(VALID_JUSTIFICATIONS)
+    if bypass in INVALID_JUSTIFICATIONS:
+        return bypass, INVALID_JUSTIFICATIONS[bypass]
+    return bypass, None
+
+
+def _gen_actor(rng: random.Random) -> tuple[str, str | None, tuple[str, ...]]:
+    """(actor kind, --actor, allowed_actors)."""
+    actor_kind = rng.choices(["default", "ok", "not-allowed", "invalid"], [50, 40, 7, 3])[0]
+    if actor_kind == "ok":
+        actor = rng.choice(ACTORS_OK)
+        return actor_kind, actor, (actor, "someone-else") if rng.random() < 0.3 else ()
+    if actor_kind == "not-allowed":
+        return actor_kind, rng.choice(ACTORS_OK), ("only-this-person",)
+    if actor_kind == "invalid":
+        return actor_kind, ACTOR_INVALID, ()
+    return actor_kind, None, ()
+
+
+def _gen_audit(rng: random.Random, forge: str) -> str:
+    """How the audit store behaves: the tracker issue (GitHub) or the audit file's directory (git)."""
+    if forge == "github":
+        return rng.choices(["ok", "locked", "missing-issue", "disabled", "comment-fault"], [76, 7, 4, 4, 9])[0]
+    return rng.choices(["ok", "no-dir"], [85, 15])[0]
+
+
+def _gen_faults(
+    rng: random.Random, forge: str, n: int, subprocess_run: bool, bypass: str, audit: str
+) -> list[FaultPlan]:
+    """0–3 injected faults on the fake GitHub, plus one on the audit comment for ``comment-fault``."""
+    faults: list[FaultPlan] = []
+    if forge != "github":
+        return faults
+    for _ in range(rng.choices([0, 1, 2, 3], [35, 35, 20, 10])[0]):
+        faults.append(_gen_fault(rng, n, subprocess_run, bypass == "valid"))
+    if bypass == "valid" and audit == "comment-fault":
+        faults.append(_gen_fault(rng, n, subprocess_run, True, endpoint="audit-comment"))
+    return faults
+
+
+def _gen_setup_error(rng: random.Random, forge: str, checks: list[CheckPlan]) -> str:
+    """A planted setup error (a token spelled into a check, adding one if need be; a missing token)."""
+    r = rng.random()
+    if r < 0.03:
+        if not checks:
+            checks.append(CheckPlan("check-0", "pass"))
+        return "secret-in-check"
+    if r < 0.05 and forge == "github":
+        return "missing-token-env"
+    return "none"
 
 
 _ENDPOINTS = (
