@@ -652,80 +652,98 @@ class Tokens:
         return [self.read, *self.push]
 
 
+def _fake_fault(fp: FaultPlan) -> Any:
+    """The fake GitHub's fault for a planned one."""
+    from tests.fakegithub import Fault
+
+    if fp.kind.startswith("http-"):
+        code = int(fp.kind[5:])
+        if code == 403:
+            return Fault.status(403, "Resource not accessible by personal access token",
+                                {"X-Accepted-GitHub-Permissions": "contents=write"})
+        if code == 401:
+            return Fault.status(401, "Bad credentials")
+        return Fault.status(code)
+    if fp.kind.startswith("rate-limit"):
+        return Fault.rate_limit(fp.limit, fp.status, fp.retry_after, fp.reset_in)  # type: ignore[arg-type]
+    if fp.kind in ("timeout", "latency"):
+        return Fault.delay(fp.seconds)
+    if fp.kind == "drop-before":
+        return Fault.drop_before()
+    return Fault.drop_after()
+
+
 class GitHubWorld:
     clock = "mono"
 
     def __init__(self, sc: Scenario, root: Path, tokens: Tokens) -> None:
-        from tests.fakegithub import FakeGitHub, Fault
+        from tests.fakegithub import FakeGitHub
 
         self.sc, self.tokens = sc, tokens
         self.gh = FakeGitHub().start()
-        gh = self.gh
         self.start: list[str | None] = []
         self.source: list[str] = []
         self.other: list[str] = []
         self.outsider: list[str | None] = []
         for k, plan in enumerate(sc.services):
-            repo = f"{OWNER}/s{k}"
-            gh.add_repo(repo)
-            chain = [gh.commit(repo, message=f"{plan.name} 0")]
-            for i in range(1, plan.chain):
-                chain.append(gh.commit(repo, parents=(chain[-1],), message=f"{plan.name} {i}"))
-            side = gh.commit(repo, parents=(chain[0],), message=f"{plan.name} side")
-            src, s0 = _place(plan.start, chain, side, plan.behind_by)
-            gh.set_branch(repo, "main", src)
-            if s0 is not None:
-                gh.set_branch(repo, "prod", s0)
-            if plan.protected:
-                gh.protect(repo, "prod")
-            self.start.append(s0)
-            self.source.append(src)
-            self.other.append(s0 if s0 not in (None, src) else chain[0] if chain[0] != src else side)
-            outside: str | None = None
-            if plan.outsider == "between" and plan.start == "behind" and plan.behind_by >= 2:
-                outside = chain[-plan.behind_by]  # strictly between start and source
-            elif plan.outsider != "none":
-                outside = gh.commit(repo, parents=(src,), message=f"{plan.name} hotfix pushed by hand")
-            self.outsider.append(outside)
+            self._add_service(k, plan)
         self._outsider_done: dict[int, tuple[int, str | None]] = {}
         if any(o is not None for o in self.outsider):
             self._install_outsider()
-        if sc.audit == "missing-issue":
+        self._add_tracker()
+        self._add_tokens()
+        self.injections = [
+            (fp, self.gh.inject(_fake_fault(fp), method=fp.method, path=fp.path, nth=fp.nth, times=fp.times))
+            for fp in sc.faults
+        ]
+
+    def _add_service(self, k: int, plan: ServicePlan) -> None:
+        """Service k's repository: its commits, main and prod at the plan's start state, protection,
+        and the commit another writer will move prod to (if any)."""
+        gh, repo = self.gh, self.repo(k)
+        gh.add_repo(repo)
+        chain = [gh.commit(repo, message=f"{plan.name} 0")]
+        for i in range(1, plan.chain):
+            chain.append(gh.commit(repo, parents=(chain[-1],), message=f"{plan.name} {i}"))
+        side = gh.commit(repo, parents=(chain[0],), message=f"{plan.name} side")
+        src, s0 = _place(plan.start, chain, side, plan.behind_by)
+        gh.set_branch(repo, "main", src)
+        if s0 is not None:
+            gh.set_branch(repo, "prod", s0)
+        if plan.protected:
+            gh.protect(repo, "prod")
+        self.start.append(s0)
+        self.source.append(src)
+        self.other.append(s0 if s0 not in (None, src) else chain[0] if chain[0] != src else side)
+        outside: str | None = None
+        if plan.outsider == "between" and plan.start == "behind" and plan.behind_by >= 2:
+            outside = chain[-plan.behind_by]  # strictly between start and source
+        elif plan.outsider != "none":
+            outside = gh.commit(repo, parents=(src,), message=f"{plan.name} hotfix pushed by hand")
+        self.outsider.append(outside)
+
+    def _add_tracker(self) -> None:
+        """The bypass tracker issue, as the scenario's audit plan wants it (missing, locked, disabled)."""
+        gh, audit = self.gh, self.sc.audit
+        if audit == "missing-issue":
             gh.add_issue(TRACKER_REPO, TRACKER_ISSUE + 1)
         else:
-            gh.add_issue(TRACKER_REPO, TRACKER_ISSUE, locked=sc.audit == "locked")
-        if sc.audit == "disabled":
+            gh.add_issue(TRACKER_REPO, TRACKER_ISSUE, locked=audit == "locked")
+        if audit == "disabled":
             gh.disable_issues(TRACKER_REPO)
-        readable = [f"{OWNER}/s{k}" for k, p in enumerate(sc.services) if p.readable]
+
+    def _add_tokens(self) -> None:
+        """The read token (unless unknown) and each service's push token (unless unknown)."""
+        sc, gh, tokens = self.sc, self.gh, self.tokens
+        readable = [self.repo(k) for k, p in enumerate(sc.services) if p.readable]
         if sc.read_token_ok:
             gh.add_token(tokens.read, read=readable, write=[TRACKER_REPO])
         for k, plan in enumerate(sc.services):
-            repo = f"{OWNER}/s{k}"
+            repo = self.repo(k)
             if plan.push_token == "ok":
                 gh.add_token(tokens.push[k], read=[repo], write=[repo])
             elif plan.push_token == "read-only":
                 gh.add_token(tokens.push[k], read=[repo])
-        self.injections = []
-        for fp in sc.faults:
-            if fp.kind.startswith("http-"):
-                code = int(fp.kind[5:])
-                if code == 403:
-                    fault = Fault.status(403, "Resource not accessible by personal access token",
-                                         {"X-Accepted-GitHub-Permissions": "contents=write"})
-                elif code == 401:
-                    fault = Fault.status(401, "Bad credentials")
-                else:
-                    fault = Fault.status(code)
-            elif fp.kind.startswith("rate-limit"):
-                fault = Fault.rate_limit(fp.limit, fp.status, fp.retry_after, fp.reset_in)  # type: ignore[arg-type]
-            elif fp.kind in ("timeout", "latency"):
-                fault = Fault.delay(fp.seconds)
-            elif fp.kind == "drop-before":
-                fault = Fault.drop_before()
-            else:
-                fault = Fault.drop_after()
-            self.injections.append((fp, gh.inject(fault, method=fp.method, path=fp.path, nth=fp.nth,
-                                                  times=fp.times)))
 
     def _install_outsider(self) -> None:
         """Another writer moves a target right after lockstep's nth successful read of it (a branch read
