@@ -1394,115 +1394,22 @@ def run_scenario(sc: Scenario, keep: Path | None = None) -> tuple[ScenarioResult
         markers = root / "markers"
         markers.mkdir()
         env = _base_env(root) | world.env()
-        for k, plan in enumerate(sc.services):
-            kw, _ = _version_setup(plan, world.source[k], world.other[k])
-            staging = LoggedStaging(
-                health_status=plan.health_status,
-                health_ready_after=plan.ready_after,
-                health_headers={"Location": "http://127.0.0.1:9/"} if plan.health_status == 301 else None,
-                delay=2.0 if plan.health == "hang" else 0.0,
-                **kw,
-            )
-            stagings.append(staging)
-            staging.__enter__()
-            env[f"CHAOS_STAGING_{k}"] = staging.url
-            env[f"CHAOS_HEALTH_{k}"] = staging.url
-            if plan.health == "refused":
-                # Bound but not listening: connections are refused, and no other scenario running
-                # in parallel can be given this port while we hold it.
-                refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                refuser.bind(("127.0.0.1", 0))
-                sockets.append(refuser)
-                env[f"CHAOS_HEALTH_{k}"] = f"http://127.0.0.1:{refuser.getsockname()[1]}"
+        _start_stagings(sc, world, env, stagings, sockets)
         config = write_config(sc, root, world, markers)
-        report_path = root / "report.json"
-        args = ["run", "--config", str(config), "--report", str(report_path)]
-        if sc.json_out:
-            args.append("--json")
-        if sc.actor is not None:
-            args += ["--actor", sc.actor]
-        if sc.bypass == "no-skip":
-            args += ["--justification", sc.justification or "x"]
-        elif sc.bypass != "none" and not sc.bypass_via_event:
-            args += ["--skip-gate", "--justification", sc.justification or ""]
-        summary_path = root / "summary.md"
-        outputs_path = root / "outputs.txt"
+        args = _run_args(sc, config, root / "report.json")
         if sc.actions:
-            event_path = root / "event.json"
-            env |= {
-                "GITHUB_ACTIONS": "true",
-                # under Actions a different --actor is refused: the flag, when given, names the same account
-                "GITHUB_ACTOR": sc.actor if sc.actor is not None else "chaos-bot",
-                "GITHUB_SERVER_URL": "https://github.example",
-                "GITHUB_REPOSITORY": "o/gates",
-                "GITHUB_RUN_ID": str(1000 + sc.seed % 1000),
-                "GITHUB_OUTPUT": str(outputs_path),
-                "GITHUB_STEP_SUMMARY": str(summary_path),
-                "GITHUB_EVENT_PATH": str(event_path),
-            }
-            if sc.dispatch_payload:
-                env["GITHUB_EVENT_NAME"] = "repository_dispatch"
-                event: dict[str, Any] = {"action": "promote", "client_payload": _hostile_payload(rng)}
-            else:
-                env["GITHUB_EVENT_NAME"] = "workflow_dispatch"
-                inputs: dict[str, Any] = {"skip_gate": "false", "justification": ""}
-                if sc.bypass_via_event:
-                    inputs = {"skip_gate": rng.choice(["true", True]), "justification": sc.justification}
-                event = {"inputs": inputs}
-            event_path.write_text(json.dumps(event), encoding="utf-8")
+            env |= _actions_env(sc, root, rng)
         if sc.runner == "inproc":
             run = run_inprocess(args, env)
         else:
             run = run_subprocess(args, env, root, sc.signal, world.first_request_seen)
-        at_exit = world.final()
-        world.settle()
-        report_text = report_path.read_text(encoding="utf-8") if report_path.exists() else ""
-        try:
-            report = json.loads(report_text) if report_text else None
-        except ValueError:
-            report = None
-        marker_data: dict[str, list[dict[str, Any]]] = {}
-        for check in sc.checks:
-            path = markers / f"{check.name}.jsonl"
-            marker_data[check.name] = (
-                [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-            )
-        writes = world.writes()
-        first = writes[0].order if writes else None
-        obs = Observation(
-            sc=sc,
-            run=run,
-            start=list(world.start),
-            source=list(world.source),
-            final=world.final(),
-            final_at_exit=at_exit,
-            final_seen=world.final_seen(at_exit),
-            outsider=list(world.outsider),
-            outsider_before=world.outsider_before(),
-            writes=writes,
-            report=report,
-            report_text=report_text,
-            summary=summary_path.read_text(encoding="utf-8", errors="replace") if summary_path.exists() else "",
-            outputs=outputs_path.read_text(encoding="utf-8", errors="replace") if outputs_path.exists() else "",
-            staging=[list(s.log) for s in stagings],
-            markers=marker_data,
-            audit_records=world.audit_records(),
-            audit_before_first=world.audit_before(first) if first is not None else False,
-            audit_before_rewind=_audit_before_rewind(world, writes),
-            lock_left=world.lock_left(),
-            leak_texts=world.leak_texts(),
-            faulted=[world.faulted_service(k) for k in range(len(sc.services))],
-            tokens=tokens.all,
-            clock=world.clock,
-        )
+        obs = _observe(sc, run, world, root, stagings, tokens)
         violations = check_invariants(obs)
-        fired = dict(world.fired())
         result = ScenarioResult(
             seed=sc.seed, forge=sc.forge, runner=sc.runner,
             signal=sc.signal.name if sc.signal else None, code=run.code, outcome=outcome_label(obs),
-            faults=[f.kind for f in sc.faults] + sc.world_faults(), fired=fired, violations=violations,
-            variants=sc.variants(),
-            seconds=time.monotonic() - t0,
+            faults=[f.kind for f in sc.faults] + sc.world_faults(), fired=dict(world.fired()),
+            violations=violations, variants=sc.variants(), seconds=time.monotonic() - t0,
         )
         if violations:
             result.detail = _failure_detail(obs)
@@ -1517,6 +1424,134 @@ def run_scenario(sc: Scenario, keep: Path | None = None) -> tuple[ScenarioResult
         for sock in sockets:
             sock.close()
         _teardown(world, stagings, None if keep is not None else root)
+
+
+def _start_stagings(
+    sc: Scenario, world: Any, env: dict[str, str], stagings: list[LoggedStaging], sockets: list[socket.socket]
+) -> None:
+    """Start one staging server per service (and a refusing socket for "refused" health), adding
+    each to ``stagings``/``sockets`` as soon as it exists (for teardown) and its URLs to ``env``."""
+    for k, plan in enumerate(sc.services):
+        kw, _ = _version_setup(plan, world.source[k], world.other[k])
+        staging = LoggedStaging(
+            health_status=plan.health_status,
+            health_ready_after=plan.ready_after,
+            health_headers={"Location": "http://127.0.0.1:9/"} if plan.health_status == 301 else None,
+            delay=2.0 if plan.health == "hang" else 0.0,
+            **kw,
+        )
+        stagings.append(staging)
+        staging.__enter__()
+        env[f"CHAOS_STAGING_{k}"] = staging.url
+        env[f"CHAOS_HEALTH_{k}"] = staging.url
+        if plan.health == "refused":
+            # Bound but not listening: connections are refused, and no other scenario running
+            # in parallel can be given this port while we hold it.
+            refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            refuser.bind(("127.0.0.1", 0))
+            sockets.append(refuser)
+            env[f"CHAOS_HEALTH_{k}"] = f"http://127.0.0.1:{refuser.getsockname()[1]}"
+
+
+def _run_args(sc: Scenario, config: Path, report_path: Path) -> list[str]:
+    """The ``lockstep run`` command line for the scenario (report, --json, actor, bypass flags)."""
+    args = ["run", "--config", str(config), "--report", str(report_path)]
+    if sc.json_out:
+        args.append("--json")
+    if sc.actor is not None:
+        args += ["--actor", sc.actor]
+    if sc.bypass == "no-skip":
+        args += ["--justification", sc.justification or "x"]
+    elif sc.bypass != "none" and not sc.bypass_via_event:
+        args += ["--skip-gate", "--justification", sc.justification or ""]
+    return args
+
+
+def _actions_env(sc: Scenario, root: Path, rng: random.Random) -> dict[str, str]:
+    """The GitHub Actions environment of the run, after writing its event file (a workflow_dispatch,
+    bypassing when the scenario says so, or a repository_dispatch with a hostile client_payload)."""
+    event_path = root / "event.json"
+    env = {
+        "GITHUB_ACTIONS": "true",
+        # under Actions a different --actor is refused: the flag, when given, names the same account
+        "GITHUB_ACTOR": sc.actor if sc.actor is not None else "chaos-bot",
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "o/gates",
+        "GITHUB_RUN_ID": str(1000 + sc.seed % 1000),
+        "GITHUB_OUTPUT": str(root / "outputs.txt"),
+        "GITHUB_STEP_SUMMARY": str(root / "summary.md"),
+        "GITHUB_EVENT_PATH": str(event_path),
+    }
+    if sc.dispatch_payload:
+        env["GITHUB_EVENT_NAME"] = "repository_dispatch"
+        event: dict[str, Any] = {"action": "promote", "client_payload": _hostile_payload(rng)}
+    else:
+        env["GITHUB_EVENT_NAME"] = "workflow_dispatch"
+        inputs: dict[str, Any] = {"skip_gate": "false", "justification": ""}
+        if sc.bypass_via_event:
+            inputs = {"skip_gate": rng.choice(["true", True]), "justification": sc.justification}
+        event = {"inputs": inputs}
+    event_path.write_text(json.dumps(event), encoding="utf-8")
+    return env
+
+
+def _read_report(path: Path) -> tuple[str, dict[str, Any] | None]:
+    """The --report file's text and its JSON (None when missing or not JSON)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        return text, json.loads(text) if text else None
+    except ValueError:
+        return text, None
+
+
+def _read_markers(sc: Scenario, markers: Path) -> dict[str, list[dict[str, Any]]]:
+    """What each check process recorded (one JSON line per run of it)."""
+    data: dict[str, list[dict[str, Any]]] = {}
+    for check in sc.checks:
+        path = markers / f"{check.name}.jsonl"
+        data[check.name] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return data
+
+
+def _read_optional(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+def _observe(
+    sc: Scenario, run: RunOutput, world: Any, root: Path, stagings: list[LoggedStaging], tokens: Tokens
+) -> Observation:
+    """Everything the run said and the world's true state, right after lockstep exited."""
+    at_exit = world.final()
+    world.settle()
+    report_text, report = _read_report(root / "report.json")
+    writes = world.writes()
+    first = writes[0].order if writes else None
+    return Observation(
+        sc=sc,
+        run=run,
+        start=list(world.start),
+        source=list(world.source),
+        final=world.final(),
+        final_at_exit=at_exit,
+        final_seen=world.final_seen(at_exit),
+        outsider=list(world.outsider),
+        outsider_before=world.outsider_before(),
+        writes=writes,
+        report=report,
+        report_text=report_text,
+        summary=_read_optional(root / "summary.md"),
+        outputs=_read_optional(root / "outputs.txt"),
+        staging=[list(s.log) for s in stagings],
+        markers=_read_markers(sc, root / "markers"),
+        audit_records=world.audit_records(),
+        audit_before_first=world.audit_before(first) if first is not None else False,
+        audit_before_rewind=_audit_before_rewind(world, writes),
+        lock_left=world.lock_left(),
+        leak_texts=world.leak_texts(),
+        faulted=[world.faulted_service(k) for k in range(len(sc.services))],
+        tokens=tokens.all,
+        clock=world.clock,
+    )
 
 
 def _audit_before_rewind(world: Any, writes: list[Write]) -> bool:
