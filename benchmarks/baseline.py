@@ -32,6 +32,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -78,39 +79,39 @@ def call(method: str, url: str, token: str | None = None, body: object = None) -
         return status, None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    args = parser.parse_args(argv)
-    with open(args.config, "rb") as fh:
-        cfg = _fill(tomllib.load(fh))
-    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    read_token = os.environ["GITHUB_TOKEN"]
-    gate = cfg["gate"]
-    interval = _duration(gate.get("health_interval", "5s"))
-    timeout = _duration(gate.get("health_timeout", "5m"))
-    services = cfg["services"]
+Heads = dict[str, tuple[str, str | None]]  # service name -> (source sha, target sha or None)
 
-    def branch(svc: dict[str, Any], name: str) -> str | None:
-        status, body = call("GET", f"{api}/repos/{svc['repo']}/branches/{quote(name)}", read_token)
+
+@dataclass(frozen=True)
+class Api:
+    """The forge's REST API as the seed's helpers called it: a base URL and the read token."""
+
+    url: str
+    read_token: str
+
+    def branch(self, svc: dict[str, Any], name: str) -> str | None:
+        """The head of branch ``name`` of the service's repository (None: no such branch)."""
+        status, body = call("GET", f"{self.url}/repos/{svc['repo']}/branches/{quote(name)}", self.read_token)
         if status == 404:
             return None
         if status != 200:
             raise SystemExit(f"baseline: {svc['repo']} {name}: HTTP {status}")
         return str(body["commit"]["sha"])
 
-    # 1. resolve, one call after another
-    heads: dict[str, tuple[str, str | None]] = {}
+
+def resolve(api: Api, services: list[dict[str, Any]]) -> Heads:
+    """Step 1: each service's source and target heads, one call after another."""
+    heads: Heads = {}
     for svc in services:
-        source = branch(svc, svc.get("source", "main"))
+        source = api.branch(svc, svc.get("source", "main"))
         if source is None:
             raise SystemExit(f"baseline: {svc['repo']}: no source branch")
-        heads[svc["name"]] = (source, branch(svc, svc.get("target", "prod")))
-    if all(src == tgt for src, tgt in heads.values()):
-        print("baseline: nothing to promote")
-        return 0
+        heads[svc["name"]] = (source, api.branch(svc, svc.get("target", "prod")))
+    return heads
 
-    # 2. health, one service after another
+
+def wait_healthy(services: list[dict[str, Any]], interval: float, timeout: float) -> None:
+    """Step 2: poll each service's health URL in turn until it answers 200."""
     for svc in services:
         deadline = time.monotonic() + timeout
         while True:
@@ -124,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"baseline: {svc['name']} not healthy")
             time.sleep(interval)
 
-    # 3. version, one service after another
+
+def verify_versions(services: list[dict[str, Any]], heads: Heads) -> None:
+    """Step 3: each service's staging /version must name its source sha."""
     for svc in services:
         status, body = call("GET", svc["version_url"])
         seen = body
@@ -133,22 +136,29 @@ def main(argv: list[str] | None = None) -> int:
         if status != 200 or seen != heads[svc["name"]][0]:
             raise SystemExit(f"baseline: {svc['name']} staging runs {seen!r}")
 
-    # 4. checks
-    for check in cfg.get("checks", []):
+
+def run_checks(checks: list[dict[str, Any]]) -> None:
+    """Step 4: run each ``[[checks]]`` command; any non-zero exit stops the promotion."""
+    for check in checks:
         env = os.environ | check.get("env", {})
         if subprocess.run(check["run"], env=env, check=False).returncode != 0:
             raise SystemExit(f"baseline: check {check['name']} failed")
 
-    # 5. compare (fast-forward?), one service after another
+
+def check_fast_forwards(api: Api, services: list[dict[str, Any]], heads: Heads) -> None:
+    """Step 5: every existing target that differs from its source must be a fast-forward away."""
     for svc in services:
         source, target = heads[svc["name"]]
         if target is None or target == source:
             continue
-        status, body = call("GET", f"{api}/repos/{svc['repo']}/compare/{target}...{source}", read_token)
+        url = f"{api.url}/repos/{svc['repo']}/compare/{target}...{source}"
+        status, body = call("GET", url, api.read_token)
         if status != 200 or body.get("status") not in ("ahead", "identical"):
             raise SystemExit(f"baseline: {svc['name']}: not a fast-forward")
 
-    # 6. push, one service after another
+
+def push(api: Api, services: list[dict[str, Any]], heads: Heads) -> None:
+    """Step 6: move each target to its source, one service after another (create it if missing)."""
     for svc in services:
         source, target = heads[svc["name"]]
         if target == source:
@@ -157,19 +167,45 @@ def main(argv: list[str] | None = None) -> int:
         repo, tgt = svc["repo"], svc.get("target", "prod")
         if target is None:
             status, _ = call(
-                "POST", f"{api}/repos/{repo}/git/refs", token, {"ref": f"refs/heads/{tgt}", "sha": source}
+                "POST", f"{api.url}/repos/{repo}/git/refs", token, {"ref": f"refs/heads/{tgt}", "sha": source}
             )
             ok = status == 201
         else:
             status, _ = call(
                 "PATCH",
-                f"{api}/repos/{repo}/git/refs/heads/{quote(tgt)}",
+                f"{api.url}/repos/{repo}/git/refs/heads/{quote(tgt)}",
                 token,
                 {"sha": source, "force": False},
             )
             ok = status == 200
         if not ok:
             raise SystemExit(f"baseline: push {svc['name']}: HTTP {status}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    with open(args.config, "rb") as fh:
+        cfg = _fill(tomllib.load(fh))
+    api = Api(
+        os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+        os.environ["GITHUB_TOKEN"],
+    )
+    gate = cfg["gate"]
+    interval = _duration(gate.get("health_interval", "5s"))
+    timeout = _duration(gate.get("health_timeout", "5m"))
+    services = cfg["services"]
+
+    heads = resolve(api, services)
+    if all(src == tgt for src, tgt in heads.values()):
+        print("baseline: nothing to promote")
+        return 0
+    wait_healthy(services, interval, timeout)
+    verify_versions(services, heads)
+    run_checks(cfg.get("checks", []))
+    check_fast_forwards(api, services, heads)
+    push(api, services, heads)
     print(f"baseline: promoted {len(services)} services")
     return 0
 

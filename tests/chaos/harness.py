@@ -40,7 +40,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,27 +211,31 @@ class Scenario:
         """Labels of the faults that live in the world rather than in the fake's injections."""
         out: list[str] = []
         for s in self.services:
-            if self.forge == "github":
-                if s.push_token != "ok":
-                    out.append(f"push-token-{s.push_token}")
-                if not s.readable:
-                    out.append("read-token-no-access")
-                if s.protected:
-                    out.append("protected-target")
-                if s.outsider != "none":
-                    out.append(f"outside-writer-{s.outsider}")
-            else:
-                if s.hook != "none":
-                    out.append(f"git-hook-{s.hook}")
-                if s.missing_repo:
-                    out.append("git-repo-missing")
-            if s.health != "ok":
-                out.append(f"health-{s.health}")
-            if s.version not in ("ok", "nested"):
-                out.append("version-" + s.version.split(":")[0])
+            out += self._forge_faults(s) + _staging_faults(s)
         for c in self.checks:
             if c.kind not in ("pass", "slow-pass"):
                 out.append(f"check-{c.kind}")
+        return out + self._run_faults()
+
+    def _forge_faults(self, s: ServicePlan) -> list[str]:
+        """One service's faults on its forge: tokens, visibility, protection, another writer; hooks."""
+        if self.forge != "github":
+            out = [f"git-hook-{s.hook}"] if s.hook != "none" else []
+            if s.missing_repo:
+                out.append("git-repo-missing")
+            return out
+        out = [f"push-token-{s.push_token}"] if s.push_token != "ok" else []
+        if not s.readable:
+            out.append("read-token-no-access")
+        if s.protected:
+            out.append("protected-target")
+        if s.outsider != "none":
+            out.append(f"outside-writer-{s.outsider}")
+        return out
+
+    def _run_faults(self) -> list[str]:
+        """The faults of the run as a whole: read token, audit store, bypass, actor, setup, signal."""
+        out: list[str] = []
         if not self.read_token_ok:
             out.append("read-token-unknown")
         if self.bypass_in_play and self.audit != "ok":
@@ -264,6 +268,14 @@ class Scenario:
         return self.bypass == "valid"
 
 
+def _staging_faults(s: ServicePlan) -> list[str]:
+    """One service's staging faults: health that is not simply ready, a /version that is not right."""
+    out = [f"health-{s.health}"] if s.health != "ok" else []
+    if s.version not in ("ok", "nested"):
+        out.append("version-" + s.version.split(":")[0])
+    return out
+
+
 def _service_names(rng: random.Random, n: int) -> list[str]:
     pool = ["backend", "lml", "web.api", "auth_svc", "search-x", "Billing", "feeds.v2", "queue_1"]
     rng.shuffle(pool)
@@ -271,20 +283,14 @@ def _service_names(rng: random.Random, n: int) -> list[str]:
 
 
 def generate(seed: int) -> Scenario:
-    """The scenario for ``seed``: the same seed always gives the same scenario."""
+    """The scenario for ``seed``: the same seed always gives the same scenario.
+
+    Every draw comes from one ``random.Random(seed)`` in a fixed order; each helper below
+    draws one part of the scenario, and they run in that order.
+    """
     rng = random.Random(seed)
     forge = "git" if rng.random() < 0.15 else "github"
-    runner, sig = "inproc", None
-    r = rng.random()
-    if r < 0.035:
-        runner = "subprocess"
-        sig = SignalPlan(
-            name="SIGTERM" if rng.random() < 0.8 else "SIGINT",
-            anchor="start" if rng.random() < 0.15 else "first-request",
-            delay=round(rng.uniform(0.0, 0.6), 3),
-        )
-    elif r < 0.06:
-        runner = "subprocess"
+    runner, sig = _gen_runner(rng)
     subprocess_run = runner == "subprocess"
 
     n = rng.choice([1, 1, 2, 2, 2, 3, 3, 4, 5])
@@ -292,104 +298,20 @@ def generate(seed: int) -> Scenario:
     # Gate "mood": most scenarios have good staging, the rest one bad service or check.
     bad_gate = rng.random() < 0.35
     bad_index = rng.randrange(n + 1) if bad_gate else -1  # n = a check is the bad one
-    services: list[ServicePlan] = []
-    for k, name in enumerate(names):
-        chain = rng.randint(2, 4)
-        start = rng.choices(
-            ["equal", "behind", "missing", "diverged", "ahead"], [24, 48, 12, 9, 7]
-        )[0]
-        health, version = "ok", "ok" if rng.random() < 0.85 else "nested"
-        ready_after = 0.0
-        if rng.random() < 0.12:
-            health, ready_after = "slow", round(rng.uniform(0.02, 0.12), 3)
-        if k == bad_index:
-            what = rng.choice(["health", "health", "version", "version", "version"])
-            if what == "health":
-                health = rng.choice(["late", "never", "never", "hang", "refused"])
-                ready_after = round(rng.uniform(0.6, 1.0), 3) if health == "late" else 0.0
-            else:
-                version = "mismatch" if rng.random() < 0.4 else "garbage:" + rng.choice(VERSION_GARBAGE)
-        plan = ServicePlan(
-            name=name,
-            start=start,
-            chain=chain,
-            behind_by=rng.randint(1, chain - 1),
-            health=health,
-            ready_after=ready_after,
-            health_status=rng.choice([503, 500, 404, 301]) if health == "never" else 200,
-            health_path=rng.choice(["/health", "/healthcheck"]),
-            version=version,
-        )
-        if forge == "github":
-            plan.push_token = rng.choices(["ok", "read-only", "unknown"], [95, 3, 2])[0]
-            plan.readable = rng.random() >= 0.02
-            plan.protected = rng.random() < 0.03
-            if rng.random() < 0.03:
-                plan.outsider = rng.choice(["ahead", "between"])
-                plan.outsider_after = rng.randint(1, 3)
-        else:
-            plan.hook = rng.choices(["none", "reject", "vanish"], [84, 12, 4])[0]
-            plan.missing_repo = rng.random() < 0.03
-        services.append(plan)
-
-    n_checks = rng.choices([0, 1, 2, 3], [40, 35, 20, 5])[0]
-    checks = [CheckPlan(f"check-{i}", "slow-pass" if rng.random() < 0.1 else "pass") for i in range(n_checks)]
-    if bad_index == n:
-        if not checks:
-            checks.append(CheckPlan("check-0", "pass"))
-        rng.choice(checks).kind = rng.choices(["fail", "noisy-fail", "hang", "missing"], [45, 15, 30, 10])[0]
-
-    bypass = rng.choices(
-        ["none", "valid", "empty", "blank", "invisible", "too-long", "no-skip"], [64, 26, 2, 2, 2, 2, 2]
-    )[0]
-    justification: str | None = None
-    if bypass in ("valid", "no-skip"):
-        justification = rng.choice(VALID_JUSTIFICATIONS)
-    elif bypass in INVALID_JUSTIFICATIONS:
-        justification = INVALID_JUSTIFICATIONS[bypass]
+    services = [_gen_service(rng, name, forge, bad=k == bad_index) for k, name in enumerate(names)]
+    checks = _gen_checks(rng, bad=bad_index == n)
+    bypass, justification = _gen_bypass(rng)
     actions = rng.random() < 0.2
     bypass_via_event = actions and bypass in ("valid", *INVALID_JUSTIFICATIONS) and rng.random() < 0.6
-
-    actor_kind = rng.choices(["default", "ok", "not-allowed", "invalid"], [50, 40, 7, 3])[0]
-    actor: str | None = None
-    allowed: tuple[str, ...] = ()
-    if actor_kind == "ok":
-        actor = rng.choice(ACTORS_OK)
-        if rng.random() < 0.3:
-            allowed = (actor, "someone-else")
-    elif actor_kind == "not-allowed":
-        actor, allowed = rng.choice(ACTORS_OK), ("only-this-person",)
-    elif actor_kind == "invalid":
-        actor = ACTOR_INVALID
-
-    if forge == "github":
-        audit = rng.choices(
-            ["ok", "locked", "missing-issue", "disabled", "comment-fault"], [76, 7, 4, 4, 9]
-        )[0]
-    else:
-        audit = rng.choices(["ok", "no-dir"], [85, 15])[0]
-
-    faults: list[FaultPlan] = []
-    if forge == "github":
-        for _ in range(rng.choices([0, 1, 2, 3], [35, 35, 20, 10])[0]):
-            faults.append(_gen_fault(rng, n, subprocess_run, bypass == "valid"))
-        if bypass == "valid" and audit == "comment-fault":
-            fault = _gen_fault(rng, n, subprocess_run, True, endpoint="audit-comment")
-            faults.append(fault)
-
-    setup_error = "none"
-    r = rng.random()
-    if r < 0.03:
-        setup_error = "secret-in-check"
-        if not checks:
-            checks.append(CheckPlan("check-0", "pass"))
-    elif r < 0.05 and forge == "github":
-        setup_error = "missing-token-env"
-
-    lock = "auto"
-    if forge == "github":
-        lock = rng.choices(["auto", "ref", "none"], [85, 10, 5])[0]
+    actor_kind, actor, allowed = _gen_actor(rng)
+    audit = _gen_audit(rng, forge)
+    faults = _gen_faults(rng, forge, n, subprocess_run, bypass, audit)
+    setup_error = _gen_setup_error(rng, forge, checks)
+    lock = rng.choices(["auto", "ref", "none"], [85, 10, 5])[0] if forge == "github" else "auto"
     rollback = rng.random() < 0.15
+    read_token_ok = forge == "git" or rng.random() >= 0.02
+    dispatch_payload = actions and not bypass_via_event and rng.random() < 0.5
+    json_out = rng.random() < 0.2
     return Scenario(
         seed=seed,
         forge=forge,
@@ -404,15 +326,153 @@ def generate(seed: int) -> Scenario:
         allowed_actors=allowed,
         audit=audit,
         faults=faults,
-        read_token_ok=forge == "git" or rng.random() >= 0.02,
+        read_token_ok=read_token_ok,
         lock=lock,
         actions=actions,
-        dispatch_payload=actions and not bypass_via_event and rng.random() < 0.5,
-        json_out=rng.random() < 0.2,
+        dispatch_payload=dispatch_payload,
+        json_out=json_out,
         setup_error=setup_error,
         signal=sig,
         rollback=rollback,
     )
+
+
+def _gen_runner(rng: random.Random) -> tuple[str, SignalPlan | None]:
+    """In-process (94 %) or a subprocess, which for 3.5 % of all scenarios gets a signal."""
+    r = rng.random()
+    if r < 0.035:
+        return "subprocess", SignalPlan(
+            name="SIGTERM" if rng.random() < 0.8 else "SIGINT",
+            anchor="start" if rng.random() < 0.15 else "first-request",
+            delay=round(rng.uniform(0.0, 0.6), 3),
+        )
+    if r < 0.06:
+        return "subprocess", None
+    return "inproc", None
+
+
+def _gen_service(rng: random.Random, name: str, forge: str, bad: bool) -> ServicePlan:
+    """One service: its start state, its staging behaviour (bad when ``bad``) and its forge faults."""
+    chain = rng.randint(2, 4)
+    start = rng.choices(["equal", "behind", "missing", "diverged", "ahead"], [24, 48, 12, 9, 7])[0]
+    health, version, ready_after = _gen_staging(rng, bad)
+    plan = ServicePlan(
+        name=name,
+        start=start,
+        chain=chain,
+        behind_by=rng.randint(1, chain - 1),
+        health=health,
+        ready_after=ready_after,
+        health_status=rng.choice([503, 500, 404, 301]) if health == "never" else 200,
+        health_path=rng.choice(["/health", "/healthcheck"]),
+        version=version,
+    )
+    if forge == "github":
+        _gen_github_service_faults(rng, plan)
+    else:
+        _gen_git_service_faults(rng, plan)
+    return plan
+
+
+def _gen_staging(rng: random.Random, bad: bool) -> tuple[str, str, float]:
+    """(health, version, ready_after) of one service's staging; a bad one fails health or /version."""
+    health, version = "ok", "ok" if rng.random() < 0.85 else "nested"
+    ready_after = 0.0
+    if rng.random() < 0.12:
+        health, ready_after = "slow", round(rng.uniform(0.02, 0.12), 3)
+    if bad:
+        what = rng.choice(["health", "health", "version", "version", "version"])
+        if what == "health":
+            health = rng.choice(["late", "never", "never", "hang", "refused"])
+            ready_after = round(rng.uniform(0.6, 1.0), 3) if health == "late" else 0.0
+        else:
+            version = "mismatch" if rng.random() < 0.4 else "garbage:" + rng.choice(VERSION_GARBAGE)
+    return health, version, ready_after
+
+
+def _gen_github_service_faults(rng: random.Random, plan: ServicePlan) -> None:
+    """Token, visibility, protection and another writer for one service on the fake GitHub."""
+    plan.push_token = rng.choices(["ok", "read-only", "unknown"], [95, 3, 2])[0]
+    plan.readable = rng.random() >= 0.02
+    plan.protected = rng.random() < 0.03
+    if rng.random() < 0.03:
+        plan.outsider = rng.choice(["ahead", "between"])
+        plan.outsider_after = rng.randint(1, 3)
+
+
+def _gen_git_service_faults(rng: random.Random, plan: ServicePlan) -> None:
+    """Hooks and a missing repository for one service on the git forge."""
+    plan.hook = rng.choices(["none", "reject", "vanish"], [84, 12, 4])[0]
+    plan.missing_repo = rng.random() < 0.03
+
+
+def _gen_checks(rng: random.Random, bad: bool) -> list[CheckPlan]:
+    """0–3 checks that pass; when ``bad``, one of them (added if need be) fails, hangs or is missing."""
+    n_checks = rng.choices([0, 1, 2, 3], [40, 35, 20, 5])[0]
+    checks = [CheckPlan(f"check-{i}", "slow-pass" if rng.random() < 0.1 else "pass") for i in range(n_checks)]
+    if bad:
+        if not checks:
+            checks.append(CheckPlan("check-0", "pass"))
+        rng.choice(checks).kind = rng.choices(["fail", "noisy-fail", "hang", "missing"], [45, 15, 30, 10])[0]
+    return checks
+
+
+def _gen_bypass(rng: random.Random) -> tuple[str, str | None]:
+    """The bypass kind and its justification (hostile when valid, one of the invalid kinds otherwise)."""
+    bypass = rng.choices(
+        ["none", "valid", "empty", "blank", "invisible", "too-long", "no-skip"], [64, 26, 2, 2, 2, 2, 2]
+    )[0]
+    if bypass in ("valid", "no-skip"):
+        return bypass, rng.choice(VALID_JUSTIFICATIONS)
+    if bypass in INVALID_JUSTIFICATIONS:
+        return bypass, INVALID_JUSTIFICATIONS[bypass]
+    return bypass, None
+
+
+def _gen_actor(rng: random.Random) -> tuple[str, str | None, tuple[str, ...]]:
+    """(actor kind, --actor, allowed_actors)."""
+    actor_kind = rng.choices(["default", "ok", "not-allowed", "invalid"], [50, 40, 7, 3])[0]
+    if actor_kind == "ok":
+        actor = rng.choice(ACTORS_OK)
+        return actor_kind, actor, (actor, "someone-else") if rng.random() < 0.3 else ()
+    if actor_kind == "not-allowed":
+        return actor_kind, rng.choice(ACTORS_OK), ("only-this-person",)
+    if actor_kind == "invalid":
+        return actor_kind, ACTOR_INVALID, ()
+    return actor_kind, None, ()
+
+
+def _gen_audit(rng: random.Random, forge: str) -> str:
+    """How the audit store behaves: the tracker issue (GitHub) or the audit file's directory (git)."""
+    if forge == "github":
+        return rng.choices(["ok", "locked", "missing-issue", "disabled", "comment-fault"], [76, 7, 4, 4, 9])[0]
+    return rng.choices(["ok", "no-dir"], [85, 15])[0]
+
+
+def _gen_faults(
+    rng: random.Random, forge: str, n: int, subprocess_run: bool, bypass: str, audit: str
+) -> list[FaultPlan]:
+    """0–3 injected faults on the fake GitHub, plus one on the audit comment for ``comment-fault``."""
+    faults: list[FaultPlan] = []
+    if forge != "github":
+        return faults
+    for _ in range(rng.choices([0, 1, 2, 3], [35, 35, 20, 10])[0]):
+        faults.append(_gen_fault(rng, n, subprocess_run, bypass == "valid"))
+    if bypass == "valid" and audit == "comment-fault":
+        faults.append(_gen_fault(rng, n, subprocess_run, True, endpoint="audit-comment"))
+    return faults
+
+
+def _gen_setup_error(rng: random.Random, forge: str, checks: list[CheckPlan]) -> str:
+    """A planted setup error (a token spelled into a check, adding one if need be; a missing token)."""
+    r = rng.random()
+    if r < 0.03:
+        if not checks:
+            checks.append(CheckPlan("check-0", "pass"))
+        return "secret-in-check"
+    if r < 0.05 and forge == "github":
+        return "missing-token-env"
+    return "none"
 
 
 _ENDPOINTS = (
@@ -592,80 +652,98 @@ class Tokens:
         return [self.read, *self.push]
 
 
+def _fake_fault(fp: FaultPlan) -> Any:
+    """The fake GitHub's fault for a planned one."""
+    from tests.fakegithub import Fault
+
+    if fp.kind.startswith("http-"):
+        code = int(fp.kind[5:])
+        if code == 403:
+            return Fault.status(403, "Resource not accessible by personal access token",
+                                {"X-Accepted-GitHub-Permissions": "contents=write"})
+        if code == 401:
+            return Fault.status(401, "Bad credentials")
+        return Fault.status(code)
+    if fp.kind.startswith("rate-limit"):
+        return Fault.rate_limit(fp.limit, fp.status, fp.retry_after, fp.reset_in)  # type: ignore[arg-type]
+    if fp.kind in ("timeout", "latency"):
+        return Fault.delay(fp.seconds)
+    if fp.kind == "drop-before":
+        return Fault.drop_before()
+    return Fault.drop_after()
+
+
 class GitHubWorld:
     clock = "mono"
 
     def __init__(self, sc: Scenario, root: Path, tokens: Tokens) -> None:
-        from tests.fakegithub import FakeGitHub, Fault
+        from tests.fakegithub import FakeGitHub
 
         self.sc, self.tokens = sc, tokens
         self.gh = FakeGitHub().start()
-        gh = self.gh
         self.start: list[str | None] = []
         self.source: list[str] = []
         self.other: list[str] = []
         self.outsider: list[str | None] = []
         for k, plan in enumerate(sc.services):
-            repo = f"{OWNER}/s{k}"
-            gh.add_repo(repo)
-            chain = [gh.commit(repo, message=f"{plan.name} 0")]
-            for i in range(1, plan.chain):
-                chain.append(gh.commit(repo, parents=(chain[-1],), message=f"{plan.name} {i}"))
-            side = gh.commit(repo, parents=(chain[0],), message=f"{plan.name} side")
-            src, s0 = _place(plan.start, chain, side, plan.behind_by)
-            gh.set_branch(repo, "main", src)
-            if s0 is not None:
-                gh.set_branch(repo, "prod", s0)
-            if plan.protected:
-                gh.protect(repo, "prod")
-            self.start.append(s0)
-            self.source.append(src)
-            self.other.append(s0 if s0 not in (None, src) else chain[0] if chain[0] != src else side)
-            outside: str | None = None
-            if plan.outsider == "between" and plan.start == "behind" and plan.behind_by >= 2:
-                outside = chain[-plan.behind_by]  # strictly between start and source
-            elif plan.outsider != "none":
-                outside = gh.commit(repo, parents=(src,), message=f"{plan.name} hotfix pushed by hand")
-            self.outsider.append(outside)
+            self._add_service(k, plan)
         self._outsider_done: dict[int, tuple[int, str | None]] = {}
         if any(o is not None for o in self.outsider):
             self._install_outsider()
-        if sc.audit == "missing-issue":
+        self._add_tracker()
+        self._add_tokens()
+        self.injections = [
+            (fp, self.gh.inject(_fake_fault(fp), method=fp.method, path=fp.path, nth=fp.nth, times=fp.times))
+            for fp in sc.faults
+        ]
+
+    def _add_service(self, k: int, plan: ServicePlan) -> None:
+        """Service k's repository: its commits, main and prod at the plan's start state, protection,
+        and the commit another writer will move prod to (if any)."""
+        gh, repo = self.gh, self.repo(k)
+        gh.add_repo(repo)
+        chain = [gh.commit(repo, message=f"{plan.name} 0")]
+        for i in range(1, plan.chain):
+            chain.append(gh.commit(repo, parents=(chain[-1],), message=f"{plan.name} {i}"))
+        side = gh.commit(repo, parents=(chain[0],), message=f"{plan.name} side")
+        src, s0 = _place(plan.start, chain, side, plan.behind_by)
+        gh.set_branch(repo, "main", src)
+        if s0 is not None:
+            gh.set_branch(repo, "prod", s0)
+        if plan.protected:
+            gh.protect(repo, "prod")
+        self.start.append(s0)
+        self.source.append(src)
+        self.other.append(s0 if s0 not in (None, src) else chain[0] if chain[0] != src else side)
+        outside: str | None = None
+        if plan.outsider == "between" and plan.start == "behind" and plan.behind_by >= 2:
+            outside = chain[-plan.behind_by]  # strictly between start and source
+        elif plan.outsider != "none":
+            outside = gh.commit(repo, parents=(src,), message=f"{plan.name} hotfix pushed by hand")
+        self.outsider.append(outside)
+
+    def _add_tracker(self) -> None:
+        """The bypass tracker issue, as the scenario's audit plan wants it (missing, locked, disabled)."""
+        gh, audit = self.gh, self.sc.audit
+        if audit == "missing-issue":
             gh.add_issue(TRACKER_REPO, TRACKER_ISSUE + 1)
         else:
-            gh.add_issue(TRACKER_REPO, TRACKER_ISSUE, locked=sc.audit == "locked")
-        if sc.audit == "disabled":
+            gh.add_issue(TRACKER_REPO, TRACKER_ISSUE, locked=audit == "locked")
+        if audit == "disabled":
             gh.disable_issues(TRACKER_REPO)
-        readable = [f"{OWNER}/s{k}" for k, p in enumerate(sc.services) if p.readable]
+
+    def _add_tokens(self) -> None:
+        """The read token (unless unknown) and each service's push token (unless unknown)."""
+        sc, gh, tokens = self.sc, self.gh, self.tokens
+        readable = [self.repo(k) for k, p in enumerate(sc.services) if p.readable]
         if sc.read_token_ok:
             gh.add_token(tokens.read, read=readable, write=[TRACKER_REPO])
         for k, plan in enumerate(sc.services):
-            repo = f"{OWNER}/s{k}"
+            repo = self.repo(k)
             if plan.push_token == "ok":
                 gh.add_token(tokens.push[k], read=[repo], write=[repo])
             elif plan.push_token == "read-only":
                 gh.add_token(tokens.push[k], read=[repo])
-        self.injections = []
-        for fp in sc.faults:
-            if fp.kind.startswith("http-"):
-                code = int(fp.kind[5:])
-                if code == 403:
-                    fault = Fault.status(403, "Resource not accessible by personal access token",
-                                         {"X-Accepted-GitHub-Permissions": "contents=write"})
-                elif code == 401:
-                    fault = Fault.status(401, "Bad credentials")
-                else:
-                    fault = Fault.status(code)
-            elif fp.kind.startswith("rate-limit"):
-                fault = Fault.rate_limit(fp.limit, fp.status, fp.retry_after, fp.reset_in)  # type: ignore[arg-type]
-            elif fp.kind in ("timeout", "latency"):
-                fault = Fault.delay(fp.seconds)
-            elif fp.kind == "drop-before":
-                fault = Fault.drop_before()
-            else:
-                fault = Fault.drop_after()
-            self.injections.append((fp, gh.inject(fault, method=fp.method, path=fp.path, nth=fp.nth,
-                                                  times=fp.times)))
 
     def _install_outsider(self) -> None:
         """Another writer moves a target right after lockstep's nth successful read of it (a branch read
@@ -1316,115 +1394,22 @@ def run_scenario(sc: Scenario, keep: Path | None = None) -> tuple[ScenarioResult
         markers = root / "markers"
         markers.mkdir()
         env = _base_env(root) | world.env()
-        for k, plan in enumerate(sc.services):
-            kw, _ = _version_setup(plan, world.source[k], world.other[k])
-            staging = LoggedStaging(
-                health_status=plan.health_status,
-                health_ready_after=plan.ready_after,
-                health_headers={"Location": "http://127.0.0.1:9/"} if plan.health_status == 301 else None,
-                delay=2.0 if plan.health == "hang" else 0.0,
-                **kw,
-            )
-            stagings.append(staging)
-            staging.__enter__()
-            env[f"CHAOS_STAGING_{k}"] = staging.url
-            env[f"CHAOS_HEALTH_{k}"] = staging.url
-            if plan.health == "refused":
-                # Bound but not listening: connections are refused, and no other scenario running
-                # in parallel can be given this port while we hold it.
-                refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                refuser.bind(("127.0.0.1", 0))
-                sockets.append(refuser)
-                env[f"CHAOS_HEALTH_{k}"] = f"http://127.0.0.1:{refuser.getsockname()[1]}"
+        _start_stagings(sc, world, env, stagings, sockets)
         config = write_config(sc, root, world, markers)
-        report_path = root / "report.json"
-        args = ["run", "--config", str(config), "--report", str(report_path)]
-        if sc.json_out:
-            args.append("--json")
-        if sc.actor is not None:
-            args += ["--actor", sc.actor]
-        if sc.bypass == "no-skip":
-            args += ["--justification", sc.justification or "x"]
-        elif sc.bypass != "none" and not sc.bypass_via_event:
-            args += ["--skip-gate", "--justification", sc.justification or ""]
-        summary_path = root / "summary.md"
-        outputs_path = root / "outputs.txt"
+        args = _run_args(sc, config, root / "report.json")
         if sc.actions:
-            event_path = root / "event.json"
-            env |= {
-                "GITHUB_ACTIONS": "true",
-                # under Actions a different --actor is refused: the flag, when given, names the same account
-                "GITHUB_ACTOR": sc.actor if sc.actor is not None else "chaos-bot",
-                "GITHUB_SERVER_URL": "https://github.example",
-                "GITHUB_REPOSITORY": "o/gates",
-                "GITHUB_RUN_ID": str(1000 + sc.seed % 1000),
-                "GITHUB_OUTPUT": str(outputs_path),
-                "GITHUB_STEP_SUMMARY": str(summary_path),
-                "GITHUB_EVENT_PATH": str(event_path),
-            }
-            if sc.dispatch_payload:
-                env["GITHUB_EVENT_NAME"] = "repository_dispatch"
-                event: dict[str, Any] = {"action": "promote", "client_payload": _hostile_payload(rng)}
-            else:
-                env["GITHUB_EVENT_NAME"] = "workflow_dispatch"
-                inputs: dict[str, Any] = {"skip_gate": "false", "justification": ""}
-                if sc.bypass_via_event:
-                    inputs = {"skip_gate": rng.choice(["true", True]), "justification": sc.justification}
-                event = {"inputs": inputs}
-            event_path.write_text(json.dumps(event), encoding="utf-8")
+            env |= _actions_env(sc, root, rng)
         if sc.runner == "inproc":
             run = run_inprocess(args, env)
         else:
             run = run_subprocess(args, env, root, sc.signal, world.first_request_seen)
-        at_exit = world.final()
-        world.settle()
-        report_text = report_path.read_text(encoding="utf-8") if report_path.exists() else ""
-        try:
-            report = json.loads(report_text) if report_text else None
-        except ValueError:
-            report = None
-        marker_data: dict[str, list[dict[str, Any]]] = {}
-        for check in sc.checks:
-            path = markers / f"{check.name}.jsonl"
-            marker_data[check.name] = (
-                [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-            )
-        writes = world.writes()
-        first = writes[0].order if writes else None
-        obs = Observation(
-            sc=sc,
-            run=run,
-            start=list(world.start),
-            source=list(world.source),
-            final=world.final(),
-            final_at_exit=at_exit,
-            final_seen=world.final_seen(at_exit),
-            outsider=list(world.outsider),
-            outsider_before=world.outsider_before(),
-            writes=writes,
-            report=report,
-            report_text=report_text,
-            summary=summary_path.read_text(encoding="utf-8", errors="replace") if summary_path.exists() else "",
-            outputs=outputs_path.read_text(encoding="utf-8", errors="replace") if outputs_path.exists() else "",
-            staging=[list(s.log) for s in stagings],
-            markers=marker_data,
-            audit_records=world.audit_records(),
-            audit_before_first=world.audit_before(first) if first is not None else False,
-            audit_before_rewind=_audit_before_rewind(world, writes),
-            lock_left=world.lock_left(),
-            leak_texts=world.leak_texts(),
-            faulted=[world.faulted_service(k) for k in range(len(sc.services))],
-            tokens=tokens.all,
-            clock=world.clock,
-        )
+        obs = _observe(sc, run, world, root, stagings, tokens)
         violations = check_invariants(obs)
-        fired = dict(world.fired())
         result = ScenarioResult(
             seed=sc.seed, forge=sc.forge, runner=sc.runner,
             signal=sc.signal.name if sc.signal else None, code=run.code, outcome=outcome_label(obs),
-            faults=[f.kind for f in sc.faults] + sc.world_faults(), fired=fired, violations=violations,
-            variants=sc.variants(),
-            seconds=time.monotonic() - t0,
+            faults=[f.kind for f in sc.faults] + sc.world_faults(), fired=dict(world.fired()),
+            violations=violations, variants=sc.variants(), seconds=time.monotonic() - t0,
         )
         if violations:
             result.detail = _failure_detail(obs)
@@ -1439,6 +1424,134 @@ def run_scenario(sc: Scenario, keep: Path | None = None) -> tuple[ScenarioResult
         for sock in sockets:
             sock.close()
         _teardown(world, stagings, None if keep is not None else root)
+
+
+def _start_stagings(
+    sc: Scenario, world: Any, env: dict[str, str], stagings: list[LoggedStaging], sockets: list[socket.socket]
+) -> None:
+    """Start one staging server per service (and a refusing socket for "refused" health), adding
+    each to ``stagings``/``sockets`` as soon as it exists (for teardown) and its URLs to ``env``."""
+    for k, plan in enumerate(sc.services):
+        kw, _ = _version_setup(plan, world.source[k], world.other[k])
+        staging = LoggedStaging(
+            health_status=plan.health_status,
+            health_ready_after=plan.ready_after,
+            health_headers={"Location": "http://127.0.0.1:9/"} if plan.health_status == 301 else None,
+            delay=2.0 if plan.health == "hang" else 0.0,
+            **kw,
+        )
+        stagings.append(staging)
+        staging.__enter__()
+        env[f"CHAOS_STAGING_{k}"] = staging.url
+        env[f"CHAOS_HEALTH_{k}"] = staging.url
+        if plan.health == "refused":
+            # Bound but not listening: connections are refused, and no other scenario running
+            # in parallel can be given this port while we hold it.
+            refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            refuser.bind(("127.0.0.1", 0))
+            sockets.append(refuser)
+            env[f"CHAOS_HEALTH_{k}"] = f"http://127.0.0.1:{refuser.getsockname()[1]}"
+
+
+def _run_args(sc: Scenario, config: Path, report_path: Path) -> list[str]:
+    """The ``lockstep run`` command line for the scenario (report, --json, actor, bypass flags)."""
+    args = ["run", "--config", str(config), "--report", str(report_path)]
+    if sc.json_out:
+        args.append("--json")
+    if sc.actor is not None:
+        args += ["--actor", sc.actor]
+    if sc.bypass == "no-skip":
+        args += ["--justification", sc.justification or "x"]
+    elif sc.bypass != "none" and not sc.bypass_via_event:
+        args += ["--skip-gate", "--justification", sc.justification or ""]
+    return args
+
+
+def _actions_env(sc: Scenario, root: Path, rng: random.Random) -> dict[str, str]:
+    """The GitHub Actions environment of the run, after writing its event file (a workflow_dispatch,
+    bypassing when the scenario says so, or a repository_dispatch with a hostile client_payload)."""
+    event_path = root / "event.json"
+    env = {
+        "GITHUB_ACTIONS": "true",
+        # under Actions a different --actor is refused: the flag, when given, names the same account
+        "GITHUB_ACTOR": sc.actor if sc.actor is not None else "chaos-bot",
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "o/gates",
+        "GITHUB_RUN_ID": str(1000 + sc.seed % 1000),
+        "GITHUB_OUTPUT": str(root / "outputs.txt"),
+        "GITHUB_STEP_SUMMARY": str(root / "summary.md"),
+        "GITHUB_EVENT_PATH": str(event_path),
+    }
+    if sc.dispatch_payload:
+        env["GITHUB_EVENT_NAME"] = "repository_dispatch"
+        event: dict[str, Any] = {"action": "promote", "client_payload": _hostile_payload(rng)}
+    else:
+        env["GITHUB_EVENT_NAME"] = "workflow_dispatch"
+        inputs: dict[str, Any] = {"skip_gate": "false", "justification": ""}
+        if sc.bypass_via_event:
+            inputs = {"skip_gate": rng.choice(["true", True]), "justification": sc.justification}
+        event = {"inputs": inputs}
+    event_path.write_text(json.dumps(event), encoding="utf-8")
+    return env
+
+
+def _read_report(path: Path) -> tuple[str, dict[str, Any] | None]:
+    """The --report file's text and its JSON (None when missing or not JSON)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        return text, json.loads(text) if text else None
+    except ValueError:
+        return text, None
+
+
+def _read_markers(sc: Scenario, markers: Path) -> dict[str, list[dict[str, Any]]]:
+    """What each check process recorded (one JSON line per run of it)."""
+    data: dict[str, list[dict[str, Any]]] = {}
+    for check in sc.checks:
+        path = markers / f"{check.name}.jsonl"
+        data[check.name] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return data
+
+
+def _read_optional(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+def _observe(
+    sc: Scenario, run: RunOutput, world: Any, root: Path, stagings: list[LoggedStaging], tokens: Tokens
+) -> Observation:
+    """Everything the run said and the world's true state, right after lockstep exited."""
+    at_exit = world.final()
+    world.settle()
+    report_text, report = _read_report(root / "report.json")
+    writes = world.writes()
+    first = writes[0].order if writes else None
+    return Observation(
+        sc=sc,
+        run=run,
+        start=list(world.start),
+        source=list(world.source),
+        final=world.final(),
+        final_at_exit=at_exit,
+        final_seen=world.final_seen(at_exit),
+        outsider=list(world.outsider),
+        outsider_before=world.outsider_before(),
+        writes=writes,
+        report=report,
+        report_text=report_text,
+        summary=_read_optional(root / "summary.md"),
+        outputs=_read_optional(root / "outputs.txt"),
+        staging=[list(s.log) for s in stagings],
+        markers=_read_markers(sc, root / "markers"),
+        audit_records=world.audit_records(),
+        audit_before_first=world.audit_before(first) if first is not None else False,
+        audit_before_rewind=_audit_before_rewind(world, writes),
+        lock_left=world.lock_left(),
+        leak_texts=world.leak_texts(),
+        faulted=[world.faulted_service(k) for k in range(len(sc.services))],
+        tokens=tokens.all,
+        clock=world.clock,
+    )
 
 
 def _audit_before_rewind(world: Any, writes: list[Write]) -> bool:
@@ -1545,31 +1658,83 @@ def _parse_outputs(text: str) -> dict[str, str]:
     return out
 
 
-def check_invariants(obs: Observation) -> list[str]:
-    """Every violated rule, as one line each; empty when the run told the truth and broke nothing."""
-    sc, run = obs.sc, obs.run
-    v: list[str] = []
-    n = len(sc.services)
-    names = [s.name for s in sc.services]
-    start, source, outsider = obs.start, obs.source, obs.outsider
-    final = obs.final_seen  # what lockstep could know at exit; obs.final adds writes that landed later
-    ff = [start[k] is None or sc.services[k].start in ("equal", "behind") for k in range(n)]
-    pending = [k for k in range(n) if start[k] != source[k]]
-    ours = [k for k in pending if final[k] == source[k]]  # moved by this run, and still there
-    # ... or moved there by this run before another writer (or the rollback) moved it on
-    advanced = set(ours) | {k for k in pending if obs.outsider_before[k] == source[k]}
-    code = run.code
-    report = obs.report
-    killed = code is not None and code < 0
+@dataclass(frozen=True)
+class Facts:
+    """What the invariants derive from one observation, computed once by :meth:`of`.
+
+    Positions are those lockstep could know at exit (``obs.final_seen``): a move by another
+    writer after lockstep's last read of a target is not held against it.
+    """
+
+    n: int
+    names: tuple[str, ...]
+    start: tuple[str | None, ...]
+    source: tuple[str, ...]
+    outsider: tuple[str | None, ...]  # where another writer moved each target (None: nobody)
+    final: tuple[str | None, ...]  # what lockstep could know at exit; obs.final adds writes that landed later
+    ff: tuple[bool, ...]  # the target may move to its source: missing, equal or behind
+    pending: tuple[int, ...]  # targets not at their source at the start
+    ours: tuple[int, ...]  # pending targets moved by this run, and still there
+    advanced: frozenset[int]  # ... or moved there by this run before another writer (or the rollback) moved them on
+    code: int | None
+    report: dict[str, Any] | None
+    killed: bool  # by a signal (negative exit code)
     # A signal that lands before lockstep installs its handlers ends the process early
     # (killed by it, or click's "Aborted!"): fine as long as nothing was written.
-    interrupted_early = run.signal_sent is not None and report is None and code in (1, 130, -2, -15)
-    rollback_report = report.get("rollback") if report else None
-    rolled_back = {k for k in range(n) if _reported(rollback_report, names[k]).get("outcome") == "rolled back"}
-    forward = [w for w in obs.writes if w.kind == "forward"]
-    rewinds = [w for w in obs.writes if w.kind == "rewind"]
+    interrupted_early: bool
+    rollback_report: dict[str, Any] | None
+    rolled_back: frozenset[int]  # services the report's rollback says it rolled back
+    forward: tuple[Write, ...]  # writes to the source sha
+    rewinds: tuple[Write, ...]  # writes back to the start sha (the rollback)
+    truly_split: bool  # this run moved some target and left another pending one off its source
+    any_unknown: bool  # the report calls some (not rolled back) service unknown
 
-    # -- no crash, no hang
+    @classmethod
+    def of(cls, obs: Observation) -> Facts:
+        sc, run, report = obs.sc, obs.run, obs.report
+        n = len(sc.services)
+        names = tuple(s.name for s in sc.services)
+        start, source, final = tuple(obs.start), tuple(obs.source), tuple(obs.final_seen)
+        pending = tuple(k for k in range(n) if start[k] != source[k])
+        ours = tuple(k for k in pending if final[k] == source[k])
+        rollback_report = report.get("rollback") if report else None
+        rolled_back = frozenset(
+            k for k in range(n) if _reported(rollback_report, names[k]).get("outcome") == "rolled back"
+        )
+        return cls(
+            n=n,
+            names=names,
+            start=start,
+            source=source,
+            outsider=tuple(obs.outsider),
+            final=final,
+            ff=tuple(start[k] is None or sc.services[k].start in ("equal", "behind") for k in range(n)),
+            pending=pending,
+            ours=ours,
+            advanced=frozenset(ours) | {k for k in pending if obs.outsider_before[k] == source[k]},
+            code=run.code,
+            report=report,
+            killed=run.code is not None and run.code < 0,
+            interrupted_early=run.signal_sent is not None and report is None and run.code in (1, 130, -2, -15),
+            rollback_report=rollback_report,
+            rolled_back=rolled_back,
+            forward=tuple(w for w in obs.writes if w.kind == "forward"),
+            rewinds=tuple(w for w in obs.writes if w.kind == "rewind"),
+            truly_split=bool(ours) and any(final[k] != source[k] for k in pending),
+            any_unknown=report is not None and any(
+                k not in rolled_back and _reported(report, names[k]).get("outcome") == "unknown" for k in range(n)
+            ),
+        )
+
+
+# Each invariant takes the observation and its facts and returns its violations, one line each.
+
+
+def no_crash_or_hang(obs: Observation, f: Facts) -> list[str]:
+    """The run finishes in time, no exception escapes the CLI, and no output holds a traceback
+    (except Python's own start-up interrupted by a SIGINT) or an "internal error" line."""
+    sc, run = obs.sc, obs.run
+    v = []
     if run.hung:
         v.append(f"hang: the run did not finish within {INPROC_LIMIT if sc.runner == 'inproc' else SUBPROC_LIMIT}s")
     if run.exception:
@@ -1583,243 +1748,441 @@ def check_invariants(obs: Observation) -> list[str]:
         if "internal error" in text and where in ("stdout", "stderr"):
             line = next(ln for ln in text.splitlines() if "internal error" in ln)
             v.append(f"internal error in {where}: {line[:300]}")
+    return v
 
-    # -- tokens
+
+def no_token_leaks(obs: Observation, f: Facts) -> list[str]:
+    """No planted token appears in any output, in anything sent to the forge but the Authorization
+    header, in the audit record, or in a check's environment or argv."""
     leaks = list(_outputs_of(obs)) + obs.leak_texts
     for check_name, entries in obs.markers.items():
         for entry in entries:
             leaks.append((f"check {check_name} environment/argv", json.dumps([entry["env"], entry["argv"]])))
-    for where, text in leaks:
-        if any(token in text for token in obs.tokens):
-            v.append(f"token leak: a planted token appears in {where}")
+    return [f"token leak: a planted token appears in {where}"
+            for where, text in leaks if any(token in text for token in obs.tokens)]
 
-    # -- writes that landed after lockstep had classified them
-    for k in range(n):
-        if obs.final[k] != obs.final_at_exit[k] and obs.final[k] != outsider[k]:
-            said = _reported(report, names[k]).get("outcome")
+
+def late_writes_reported_unknown(obs: Observation, f: Facts) -> list[str]:
+    """A write still in flight when lockstep exited (a timed-out request the forge applied later)
+    only moves a target the report calls "unknown"."""
+    v = []
+    for k in range(f.n):
+        if obs.final[k] != obs.final_at_exit[k] and obs.final[k] != f.outsider[k]:
+            said = _reported(f.report, f.names[k]).get("outcome")
             if said != "unknown":
-                v.append(f"late write: {names[k]}'s target moved {_s(final[k])} -> {_s(obs.final[k])} after the "
-                         f"run ended (a timed-out write landed), yet it was reported {said!r} with exit {code}")
+                v.append(f"late write: {f.names[k]}'s target moved {_s(f.final[k])} -> {_s(obs.final[k])} after the "
+                         f"run ended (a timed-out write landed), yet it was reported {said!r} with exit {f.code}")
+    return v
 
-    # -- 1/2: targets only move forward, to this run's source sha
-    for k in range(n):
+
+def targets_only_reach_their_source(obs: Observation, f: Facts) -> list[str]:
+    """A target is only ever at its start, its source sha resolved in this run, or where another
+    writer put it; and it reaches its source only by a fast-forward (from missing, equal or behind)."""
+    names, start, source, outsider = f.names, f.start, f.source, f.outsider
+    v = []
+    for k in range(f.n):
         for truth in {obs.final_at_exit[k], obs.final[k]}:
             if truth in (start[k], source[k]) or (outsider[k] is not None and truth == outsider[k]):
                 continue
             v.append(f"moved elsewhere: {names[k]} {_s(start[k])} -> {_s(truth)} (source {_s(source[k])})")
-        if obs.final[k] == source[k] != start[k] and not ff[k]:
-            v.append(f"not a fast-forward: {names[k]} moved from its {sc.services[k].start} start {_s(start[k])}")
-    for w in forward:
-        if w.sha != source[w.service]:
-            v.append(f"write of a sha not resolved in this run: {names[w.service]} -> {w.sha}")
-        if w.force:
-            v.append(f"forced write to {names[w.service]}")
-        if start[w.service] == source[w.service]:
-            v.append(f"write to a target already at its source: {names[w.service]}")
+        if obs.final[k] == source[k] != start[k] and not f.ff[k]:
+            v.append(f"not a fast-forward: {names[k]} moved from its {obs.sc.services[k].start} start {_s(start[k])}")
+    return v
 
-    # -- a rollback (recovery.on_split) only rewinds what this run advanced, after its own audit record
+
+def writes_carry_the_source_sha(obs: Observation, f: Facts) -> list[str]:
+    """Every forward write carries the source sha resolved in this run, is not forced, and goes to
+    a target that was not already at its source."""
+    v = []
+    for w in f.forward:
+        name = f.names[w.service]
+        if w.sha != f.source[w.service]:
+            v.append(f"write of a sha not resolved in this run: {name} -> {w.sha}")
+        if w.force:
+            v.append(f"forced write to {name}")
+        if f.start[w.service] == f.source[w.service]:
+            v.append(f"write to a target already at its source: {name}")
+    return v
+
+
+def rollback_only_rewinds_own_advances(obs: Observation, f: Facts) -> list[str]:
+    """A target moves back to its start only with ``on_split = "rollback"`` configured, after the
+    forward writes ended, only if this run advanced it, and only once its audit record is stored;
+    a report holds a rollback only when rollback is configured."""
+    sc, rewinds, forward = obs.sc, f.rewinds, f.forward
+    v = []
     if rewinds:
         if not sc.rollback:
             v.append("a target was moved back to its start although rollback is not configured")
         if forward and rewinds[0].order < forward[-1].order:
             v.append("a rewind was sent before the forward writes had ended")
         for w in rewinds:
-            if not any(f.service == w.service for f in forward):
-                v.append(f"rewind of {names[w.service]}, which this run never advanced")
+            if not any(fw.service == w.service for fw in forward):
+                v.append(f"rewind of {f.names[w.service]}, which this run never advanced")
         if not obs.audit_before_rewind:
             v.append("rollback rewrote a target without storing its audit record first")
-    if rollback_report is not None and not sc.rollback:
+    if f.rollback_report is not None and not sc.rollback:
         v.append("the report holds a rollback although rollback is not configured")
+    return v
 
-    # -- 3: gate passed or audit stored before the first write
-    first = forward[0] if forward else None
-    if first is not None:
-        if sc.usage_error:
-            v.append(f"write despite a usage error ({sc.usage_error})")
-        elif sc.bypassing:
-            if not obs.audit_before_first:
-                v.append("write without an audit record stored first")
-        else:
-            if sc.bypass != "none":
-                v.append("write in a run whose bypass was invalid")
-            if sc.gate_expectation() == "fail":
-                v.append("write although a gate step had to fail")
-            missing = _gate_evidence_missing(obs, first)
-            if missing:
-                v.append("write without gate evidence: " + "; ".join(missing))
-    if sc.bypassing and any(obs.staging):
+
+def writes_follow_gate_or_audit(obs: Observation, f: Facts) -> list[str]:
+    """No write in a run with a usage error; a bypassing run writes only after its audit record was
+    stored; any other run writes only with a valid (no) bypass, a gate that could pass, and the
+    gate's evidence (health 200, /version answered, checks passed) before the first write."""
+    sc = obs.sc
+    if not f.forward:
+        return []
+    if sc.usage_error:
+        return [f"write despite a usage error ({sc.usage_error})"]
+    if sc.bypassing:
+        return [] if obs.audit_before_first else ["write without an audit record stored first"]
+    v = []
+    if sc.bypass != "none":
+        v.append("write in a run whose bypass was invalid")
+    if sc.gate_expectation() == "fail":
+        v.append("write although a gate step had to fail")
+    missing = _gate_evidence_missing(obs, f.forward[0])
+    if missing:
+        v.append("write without gate evidence: " + "; ".join(missing))
+    return v
+
+
+def bypass_skips_the_gate(obs: Observation, f: Facts) -> list[str]:
+    """A bypassing run neither probes staging nor runs checks."""
+    v = []
+    if obs.sc.bypassing and any(obs.staging):
         v.append("bypass run probed staging")
-    if sc.bypassing and any(obs.markers.values()):
+    if obs.sc.bypassing and any(obs.markers.values()):
         v.append("bypass run ran checks")
-    if obs.audit_records and (not sc.bypassing or not pending) and not rewinds and rollback_report is None:
+    return v
+
+
+def audit_record_only_for_bypass(obs: Observation, f: Facts) -> list[str]:
+    """An audit record is stored only by a valid bypass with something to promote (or by a
+    rollback), and a bypass's record names every service's new sha."""
+    sc = obs.sc
+    v = []
+    if obs.audit_records and (not sc.bypassing or not f.pending) and not f.rewinds and f.rollback_report is None:
         v.append("audit record stored although no (needed) bypass was requested")
     if obs.audit_records and sc.bypassing:
         record = obs.audit_records[0]
-        for k in range(n):
-            if source[k] not in record:
-                v.append(f"audit record does not name {names[k]}'s new sha")
+        for k in range(f.n):
+            if f.source[k] not in record:
+                v.append(f"audit record does not name {f.names[k]}'s new sha")
+    return v
 
-    # -- 4: service k+1 never written after service k's write failed
-    rewound = {w.service for w in rewinds}
-    if forward:
-        first_of: dict[int, int] = {}
-        last_of: dict[int, int] = {}
-        for w in forward:
-            first_of.setdefault(w.service, w.order)
-            last_of[w.service] = w.order
-        for j in first_of:
-            for i in pending:
-                if i >= j:
-                    continue
-                if i not in advanced and i not in rewound:
-                    v.append(f"{names[j]} written although earlier {names[i]} did not land")
-                elif i in last_of and last_of[i] > first_of[j]:
-                    v.append(f"{names[j]} written before {names[i]}'s write finished")
 
-    # -- 5: report states the true positions
-    truly_split = bool(ours) and any(final[k] != source[k] for k in pending)
-    any_unknown = False
-    if report is not None:
-        if code is not None and not killed and report.get("exit_code") != code:
-            v.append(f"report exit_code {report.get('exit_code')} but the process exited {code}")
-        for k in range(n):
-            rs = _reported(report, names[k])
-            if not rs:
-                v.append(f"report has no entry for {names[k]}")
+def writes_follow_config_order(obs: Observation, f: Facts) -> list[str]:
+    """A service is written only after every earlier pending service landed (or was rewound) and
+    that service's last write had finished (request-log order)."""
+    names, advanced = f.names, f.advanced
+    rewound = {w.service for w in f.rewinds}
+    first_of: dict[int, int] = {}
+    last_of: dict[int, int] = {}
+    for w in f.forward:
+        first_of.setdefault(w.service, w.order)
+        last_of[w.service] = w.order
+    v = []
+    for j in first_of:
+        for i in f.pending:
+            if i >= j:
                 continue
-            outcome = rs.get("outcome")
-            by_us = k in advanced
-            if k in rolled_back:
-                if final[k] != start[k]:
-                    v.append(f"{names[k]}: reported rolled back but its target is at {_s(final[k])}, "
-                             f"not its start {_s(start[k])}")
-                if rs.get("final_target_sha") not in (None, final[k]):
-                    v.append(f"{names[k]}: report final_target_sha {_s(rs.get('final_target_sha'))} but the "
-                             f"target is at {_s(final[k])}")
-                continue
-            if outcome == "unknown":
-                any_unknown = True
-                if not obs.faulted[k]:
-                    v.append(f"{names[k]} reported unknown although no fault touched it")
-                continue
-            if rs.get("source_sha") not in (None, source[k]):
-                v.append(f"{names[k]}: report source_sha {rs.get('source_sha')} != {source[k]}")
-            if rs.get("source_sha") is not None and rs.get("old_target_sha") != start[k]:
-                v.append(f"{names[k]}: report old_target_sha {rs.get('old_target_sha')} != {start[k]}")
-            reported_final = rs.get("final_target_sha")
-            if rollback_report is not None and final[k] is None and reported_final is not None:
-                v.append(f"rollback reports a missing target at a sha: {names[k]}'s prod does not exist, "
-                         f"the report says {_s(reported_final)}")
-            elif reported_final is not None and reported_final != final[k]:
-                v.append(f"{names[k]}: report final_target_sha {_s(reported_final)} but the target is at {_s(final[k])}")
-            readable = final[k] is not None and not obs.faulted[k]
-            if reported_final is None and readable and rs.get("source_sha") is not None:
-                if rollback_report is not None:
-                    v.append(f"rollback erased a verified position: {names[k]}'s final_target_sha is null, "
-                             f"the target is at {_s(final[k])}")
-                else:
-                    v.append(f"{names[k]}: report final_target_sha missing although the target is readable")
-            if bool(rs.get("did_push")) != by_us:
-                v.append(f"{names[k]}: report did_push={rs.get('did_push')} but this run moved it: {by_us}")
-            if outcome == "advanced" and not by_us:
-                v.append(f"{names[k]}: reported advanced but this run did not move it to its source")
-            if outcome and outcome.startswith("unchanged") and start[k] != source[k]:
-                v.append(f"{names[k]}: reported '{outcome}' but the target was not at its source")
-            if outcome in ("failed", "skipped (earlier step failed)", "cancelled") and by_us:
-                v.append(f"{names[k]}: reported '{outcome}' but this run moved it")
-        result = report.get("result")
-        off = [k for k in range(n) if final[k] != source[k]]
-        if result == "promoted" and off and all(outsider[k] is not None and final[k] == outsider[k] for k in off):
-            v.append("outside move reported as promoted: " + ", ".join(names[k] for k in off)
-                     + " moved by another writer during the run, yet the result is promoted (exit 0)")
-        elif result == "promoted" and off:
-            v.append("result promoted but not every target is at its source")
-        if result == "noop" and pending:
-            v.append("result noop but some target was not at its source")
-        if result == "blocked" and ours:
-            v.append("result blocked but this run moved " + ", ".join(names[k] for k in ours))
-        if result == "split" and not truly_split and rollback_report is None:
-            v.append("result split but the targets are not split")
-        if rollback_report is not None and rollback_report.get("result") == "promoted" and ours:
-            seeded = all(start[k] is None for k in ours)
-            v.append(("rollback left a seeded target in place, yet reported complete: " if seeded else
-                      "rollback reported complete but this run's advances remain: ")
-                     + ", ".join(names[k] for k in ours))
-        if result == "unknown" and not any_unknown:
-            v.append("result unknown but no service is reported unknown")
-        if truly_split and result not in ("split", "unknown"):
-            v.append(f"targets are split but the result is {result}")
-        if sc.json_out and code not in (None, 2) and not killed:
-            try:
-                if json.loads(run.stdout) != report:
-                    v.append("--json stdout differs from the --report file")
-            except ValueError:
-                v.append("--json stdout is not JSON")
-        summary = run.stderr if sc.json_out else run.stdout
-        if not killed and ("🚨 split" in summary) != (result == "split"):
-            v.append("summary split headline does not match the result")
-        if not killed:
-            for problem in _summary_table_problems(summary, names, final):
-                if rollback_report is not None and problem.endswith("but it is at (missing)"):
-                    continue  # reported above as "rollback reports a missing target at a sha"
-                if rollback_report is not None and problem.startswith("summary says"):
-                    problem = "rollback erased a verified position: " + problem
-                v.append(problem)
-        if sc.actions and obs.outputs and code in (0, 1, 3):
-            outs = _parse_outputs(obs.outputs)
-            if outs.get("result") != result:
-                v.append(f"GITHUB_OUTPUT result={outs.get('result')} but the report says {result}")
-    elif code in (0, 3) and not run.hung and not run.exception:
+            if i not in advanced and i not in rewound:
+                v.append(f"{names[j]} written although earlier {names[i]} did not land")
+            elif i in last_of and last_of[i] > first_of[j]:
+                v.append(f"{names[j]} written before {names[i]}'s write finished")
+    return v
+
+
+def report_exit_code_matches_process(obs: Observation, f: Facts) -> list[str]:
+    """The report's ``exit_code`` is the process's exit code (unless killed by a signal)."""
+    report, code = f.report, f.code
+    if report is not None and code is not None and not f.killed and report.get("exit_code") != code:
+        return [f"report exit_code {report.get('exit_code')} but the process exited {code}"]
+    return []
+
+
+def report_services_match_truth(obs: Observation, f: Facts) -> list[str]:
+    """The report has an entry per service whose outcome, ``did_push``, ``source_sha``,
+    ``old_target_sha`` and ``final_target_sha`` equal the truth; "unknown" only for a service a
+    fault touched; "rolled back" only for a target back at its start."""
+    if f.report is None:
+        return []
+    v = []
+    for k in range(f.n):
+        rs = _reported(f.report, f.names[k])
+        if not rs:
+            v.append(f"report has no entry for {f.names[k]}")
+        elif k in f.rolled_back:
+            v += _rolled_back_entry_problems(f, k, rs)
+        elif rs.get("outcome") == "unknown":
+            if not obs.faulted[k]:
+                v.append(f"{f.names[k]} reported unknown although no fault touched it")
+        else:
+            v += _entry_sha_problems(obs, f, k, rs) + _entry_outcome_problems(f, k, rs)
+    return v
+
+
+def _rolled_back_entry_problems(f: Facts, k: int, rs: dict[str, Any]) -> list[str]:
+    """A service reported rolled back is at its start, and its final_target_sha (if any) says so."""
+    name, final, start = f.names[k], f.final, f.start
+    v = []
+    if final[k] != start[k]:
+        v.append(f"{name}: reported rolled back but its target is at {_s(final[k])}, "
+                 f"not its start {_s(start[k])}")
+    if rs.get("final_target_sha") not in (None, final[k]):
+        v.append(f"{name}: report final_target_sha {_s(rs.get('final_target_sha'))} but the "
+                 f"target is at {_s(final[k])}")
+    return v
+
+
+def _entry_sha_problems(obs: Observation, f: Facts, k: int, rs: dict[str, Any]) -> list[str]:
+    """A service entry's shas: its source, its old target and (when readable) its final target."""
+    name, source, start, final = f.names[k], f.source, f.start, f.final
+    v = []
+    if rs.get("source_sha") not in (None, source[k]):
+        v.append(f"{name}: report source_sha {rs.get('source_sha')} != {source[k]}")
+    if rs.get("source_sha") is not None and rs.get("old_target_sha") != start[k]:
+        v.append(f"{name}: report old_target_sha {rs.get('old_target_sha')} != {start[k]}")
+    reported_final = rs.get("final_target_sha")
+    if f.rollback_report is not None and final[k] is None and reported_final is not None:
+        v.append(f"rollback reports a missing target at a sha: {name}'s prod does not exist, "
+                 f"the report says {_s(reported_final)}")
+    elif reported_final is not None and reported_final != final[k]:
+        v.append(f"{name}: report final_target_sha {_s(reported_final)} but the target is at {_s(final[k])}")
+    readable = final[k] is not None and not obs.faulted[k]
+    if reported_final is None and readable and rs.get("source_sha") is not None:
+        if f.rollback_report is not None:
+            v.append(f"rollback erased a verified position: {name}'s final_target_sha is null, "
+                     f"the target is at {_s(final[k])}")
+        else:
+            v.append(f"{name}: report final_target_sha missing although the target is readable")
+    return v
+
+
+def _entry_outcome_problems(f: Facts, k: int, rs: dict[str, Any]) -> list[str]:
+    """A service entry's did_push and outcome agree with whether this run moved it."""
+    name, outcome, by_us = f.names[k], rs.get("outcome"), k in f.advanced
+    v = []
+    if bool(rs.get("did_push")) != by_us:
+        v.append(f"{name}: report did_push={rs.get('did_push')} but this run moved it: {by_us}")
+    if outcome == "advanced" and not by_us:
+        v.append(f"{name}: reported advanced but this run did not move it to its source")
+    if outcome and outcome.startswith("unchanged") and f.start[k] != f.source[k]:
+        v.append(f"{name}: reported '{outcome}' but the target was not at its source")
+    if outcome in ("failed", "skipped (earlier step failed)", "cancelled") and by_us:
+        v.append(f"{name}: reported '{outcome}' but this run moved it")
+    return v
+
+
+def report_result_matches_truth(obs: Observation, f: Facts) -> list[str]:
+    """The report's ``result`` matches the positions: promoted ⇒ every target at its source (a
+    move by another writer is not a promotion); noop ⇒ nothing was pending; blocked ⇒ this run
+    moved nothing; split ⇔ truly split (unless rolled back); unknown ⇒ some service is unknown;
+    a rollback reported complete leaves none of this run's advances in place."""
+    if f.report is None:
+        return []
+    names, final, source, outsider, ours = f.names, f.final, f.source, f.outsider, f.ours
+    result = f.report.get("result")
+    off = [k for k in range(f.n) if final[k] != source[k]]
+    v = []
+    if result == "promoted" and off and all(outsider[k] is not None and final[k] == outsider[k] for k in off):
+        v.append("outside move reported as promoted: " + ", ".join(names[k] for k in off)
+                 + " moved by another writer during the run, yet the result is promoted (exit 0)")
+    elif result == "promoted" and off:
+        v.append("result promoted but not every target is at its source")
+    if result == "noop" and f.pending:
+        v.append("result noop but some target was not at its source")
+    if result == "blocked" and ours:
+        v.append("result blocked but this run moved " + ", ".join(names[k] for k in ours))
+    if result == "split" and not f.truly_split and f.rollback_report is None:
+        v.append("result split but the targets are not split")
+    if f.rollback_report is not None and f.rollback_report.get("result") == "promoted" and ours:
+        seeded = all(f.start[k] is None for k in ours)
+        v.append(("rollback left a seeded target in place, yet reported complete: " if seeded else
+                  "rollback reported complete but this run's advances remain: ")
+                 + ", ".join(names[k] for k in ours))
+    if result == "unknown" and not f.any_unknown:
+        v.append("result unknown but no service is reported unknown")
+    if f.truly_split and result not in ("split", "unknown"):
+        v.append(f"targets are split but the result is {result}")
+    return v
+
+
+def json_output_equals_report(obs: Observation, f: Facts) -> list[str]:
+    """With ``--json``, stdout is JSON equal to the ``--report`` file (not for exit 2 or a kill)."""
+    if f.report is None or not obs.sc.json_out or f.code in (None, 2) or f.killed:
+        return []
+    try:
+        if json.loads(obs.run.stdout) != f.report:
+            return ["--json stdout differs from the --report file"]
+    except ValueError:
+        return ["--json stdout is not JSON"]
+    return []
+
+
+def summary_matches_truth(obs: Observation, f: Facts) -> list[str]:
+    """The printed summary (stderr with ``--json``) has the split headline exactly when the result
+    is split, and its table shows every target's true position."""
+    if f.report is None or f.killed:
+        return []
+    summary = obs.run.stderr if obs.sc.json_out else obs.run.stdout
+    v = []
+    if ("🚨 split" in summary) != (f.report.get("result") == "split"):
+        v.append("summary split headline does not match the result")
+    for problem in _summary_table_problems(summary, f.names, f.final):
+        if f.rollback_report is not None and problem.endswith("but it is at (missing)"):
+            continue  # reported by report_services_match_truth: "rollback reports a missing target at a sha"
+        if f.rollback_report is not None and problem.startswith("summary says"):
+            problem = "rollback erased a verified position: " + problem
+        v.append(problem)
+    return v
+
+
+def github_output_matches_report(obs: Observation, f: Facts) -> list[str]:
+    """Under Actions, ``$GITHUB_OUTPUT``'s ``result`` is the report's (exit 0, 1 or 3)."""
+    if f.report is None or not (obs.sc.actions and obs.outputs and f.code in (0, 1, 3)):
+        return []
+    result = f.report.get("result")
+    outs = _parse_outputs(obs.outputs)
+    if outs.get("result") != result:
+        return [f"GITHUB_OUTPUT result={outs.get('result')} but the report says {result}"]
+    return []
+
+
+def report_is_written(obs: Observation, f: Facts) -> list[str]:
+    """Exit 0 or 3, or any write, comes with a report (a signal before the handlers excepted only
+    when nothing was written)."""
+    run, code = obs.run, f.code
+    v = []
+    if f.report is None and code in (0, 3) and not run.hung and not run.exception:
         v.append(f"exit {code} without a report")
-    elif code == 1 and obs.writes:
+    elif f.report is None and code == 1 and obs.writes:
         v.append("exit 1 without a report after writes")
-    if interrupted_early and obs.writes:
+    if f.interrupted_early and obs.writes:
         v.append(f"interrupted without a report (exit {code}) after writes")
+    return v
 
-    # -- 6: exit code matches the truth
+
+def exit_code_matches_truth(obs: Observation, f: Facts) -> list[str]:
+    """0 ⇒ every target at its source (or where another writer put it); 1 ⇒ nothing this run moved
+    remains (a seeded target a rollback could not remove excepted); 3 ⇒ really split or a service
+    reported unknown."""
+    code, final, source, outsider, ours = f.code, f.final, f.source, f.outsider, f.ours
+    v = []
     if code == 0 and not all(final[k] == source[k] or (outsider[k] is not None and final[k] == outsider[k])
-                             for k in range(n)):
+                             for k in range(f.n)):
         v.append("exit 0 but some target is not at its source")
-    if code == 1 and ours and not (rollback_report is not None and all(start[k] is None for k in ours)):
-        v.append("exit 1 (blocked, every target unchanged) but this run moved " + ", ".join(names[k] for k in ours))
-    if code == 3 and not truly_split and not any_unknown:
+    if code == 1 and ours and not (f.rollback_report is not None and all(f.start[k] is None for k in ours)):
+        v.append("exit 1 (blocked, every target unchanged) but this run moved " + ", ".join(f.names[k] for k in ours))
+    if code == 3 and not f.truly_split and not f.any_unknown:
         v.append("exit 3 but the targets are neither split nor reported unknown")
+    return v
+
+
+def usage_error_exits_2(obs: Observation, f: Facts) -> list[str]:
+    """Exit 2 ⇔ a usage error the scenario planted (unless interrupted early or hung), and exit 2
+    leaves no side effect: no write, no audit record."""
+    sc, run, code = obs.sc, obs.run, f.code
+    v = []
     if code == 2:
         if obs.writes or obs.audit_records:
             v.append("exit 2 after a side effect")
         if not sc.usage_error:
             v.append("exit 2 without a usage error in the scenario: " + _last_line(run.stderr))
-    elif sc.usage_error and not interrupted_early and not run.hung:
+    elif sc.usage_error and not f.interrupted_early and not run.hung:
         v.append(f"usage error {sc.usage_error} not reported with exit 2 (exit {code})")
+    return v
+
+
+def exit_is_explained(obs: Observation, f: Facts) -> list[str]:
+    """The exit code is 0–3, or a kill by the signal the scenario sent (with a report if it came
+    after writes); exit 1 without a report says why on a ``lockstep:`` line."""
+    sc, run, code, killed, report = obs.sc, obs.run, f.code, f.killed, f.report
+    v = []
     if killed and obs.writes and report is None:
         v.append(f"killed by signal {-code} after writes, without a report")  # type: ignore[operator]
-    if code == 1 and report is None and not interrupted_early and sc.usage_error is None \
+    if code == 1 and report is None and not f.interrupted_early and sc.usage_error is None \
             and "lockstep: " not in run.stderr:
         v.append("exit 1 without a report or a 'lockstep:' error line")
     if code is not None and not killed and code not in (0, 1, 2, 3):
         v.append(f"unexpected exit code {code}")
     if killed and sc.signal is None:
         v.append(f"killed by signal {-code} without one being sent")  # type: ignore[operator]
-
-    # -- noop means nothing else happens
-    if not pending and code == 0 and (any(obs.staging) or any(obs.markers.values()) or obs.writes
-                                      or obs.audit_records):
-        v.append("noop run probed staging, ran checks, wrote or stored an audit record")
-
-    # -- cancellation is prompt
-    if run.signal_sent is not None and run.exited is not None and run.exited - run.signal_sent > CANCEL_LIMIT:
-        v.append(f"exited {run.exited - run.signal_sent:.1f}s after {sc.signal.name if sc.signal else 'signal'}")
-
-    # -- the ref lock is released or the run says why not
-    if obs.lock_left and "lockstep-lock/" not in run.stderr:
-        v.append("the ref lock was left behind without a word")
-
-    # -- liveness: with nothing wrong, the run promotes
-    fault_free = _clean(sc) and all(ff) and (sc.bypassing or sc.gate_expectation() == "pass")
-    if fault_free and (code != 0 or any(final[k] != source[k] for k in range(n))):
-        v.append(f"liveness: a fault-free run did not promote (exit {code}): "
-                 + _last_line(run.stdout + run.stderr))
     return v
+
+
+def noop_touches_nothing(obs: Observation, f: Facts) -> list[str]:
+    """A run with nothing to promote that exits 0 probes no staging, runs no check, writes nothing
+    and stores no audit record."""
+    if not f.pending and f.code == 0 and (any(obs.staging) or any(obs.markers.values()) or obs.writes
+                                          or obs.audit_records):
+        return ["noop run probed staging, ran checks, wrote or stored an audit record"]
+    return []
+
+
+def cancellation_is_prompt(obs: Observation, f: Facts) -> list[str]:
+    """A signalled run exits within CANCEL_LIMIT seconds of the signal."""
+    run, sc = obs.run, obs.sc
+    if run.signal_sent is not None and run.exited is not None and run.exited - run.signal_sent > CANCEL_LIMIT:
+        return [f"exited {run.exited - run.signal_sent:.1f}s after {sc.signal.name if sc.signal else 'signal'}"]
+    return []
+
+
+def lock_released_or_explained(obs: Observation, f: Facts) -> list[str]:
+    """The ref lock is released, or stderr names it (``lockstep-lock/``) to say why not."""
+    if obs.lock_left and "lockstep-lock/" not in obs.run.stderr:
+        return ["the ref lock was left behind without a word"]
+    return []
+
+
+def liveness(obs: Observation, f: Facts) -> list[str]:
+    """A fault-free run whose targets can fast-forward and whose gate must pass (or that bypasses)
+    exits 0 with every target at its source."""
+    sc, code = obs.sc, f.code
+    fault_free = _clean(sc) and all(f.ff) and (sc.bypassing or sc.gate_expectation() == "pass")
+    if fault_free and (code != 0 or any(f.final[k] != f.source[k] for k in range(f.n))):
+        return [f"liveness: a fault-free run did not promote (exit {code}): "
+                + _last_line(obs.run.stdout + obs.run.stderr)]
+    return []
+
+
+Invariant = Callable[[Observation, Facts], list[str]]
+
+INVARIANTS: tuple[Invariant, ...] = (
+    no_crash_or_hang,
+    no_token_leaks,
+    late_writes_reported_unknown,
+    targets_only_reach_their_source,
+    writes_carry_the_source_sha,
+    rollback_only_rewinds_own_advances,
+    writes_follow_gate_or_audit,
+    bypass_skips_the_gate,
+    audit_record_only_for_bypass,
+    writes_follow_config_order,
+    report_exit_code_matches_process,
+    report_services_match_truth,
+    report_result_matches_truth,
+    json_output_equals_report,
+    summary_matches_truth,
+    github_output_matches_report,
+    report_is_written,
+    exit_code_matches_truth,
+    usage_error_exits_2,
+    exit_is_explained,
+    noop_touches_nothing,
+    cancellation_is_prompt,
+    lock_released_or_explained,
+    liveness,
+)
+"""Every invariant, in the order :func:`check_invariants` runs them (docs/reliability.md lists them)."""
+
+
+def check_invariants(obs: Observation) -> list[str]:
+    """Every violated rule, as one line each; empty when the run told the truth and broke nothing."""
+    facts = Facts.of(obs)
+    return [violation for invariant in INVARIANTS for violation in invariant(obs, facts)]
 
 
 def _interpreter_startup_interrupt(run: RunOutput, text: str) -> bool:
@@ -1842,7 +2205,7 @@ def _reported(report: dict[str, Any] | None, name: str) -> dict[str, Any]:
     return next((s for s in report.get("services", []) if s.get("name") == name), {})
 
 
-def _summary_table_problems(summary: str, names: list[str], final: list[str | None]) -> list[str]:
+def _summary_table_problems(summary: str, names: Sequence[str], final: Sequence[str | None]) -> list[str]:
     """The summary's "new target" column must show each target's true position (or "unknown")."""
     out = []
     for k, name in enumerate(names):

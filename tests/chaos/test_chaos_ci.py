@@ -15,10 +15,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 
 from tests.chaos.harness import (
+    INVARIANTS,
     Observation,
     check_invariants,
     generate,
@@ -92,6 +94,13 @@ def clean() -> Observation:
 
 def _broken(obs: Observation, **changes: object) -> list[str]:
     return check_invariants(dataclasses.replace(copy.deepcopy(obs), **changes))
+
+
+def test_every_invariant_states_its_rule_and_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text(encoding="utf-8")
+    for invariant in INVARIANTS:
+        assert (invariant.__doc__ or "").strip(), f"{invariant.__name__} has no docstring stating its rule"
+        assert f"`{invariant.__name__}`" in doc, f"docs/reliability.md does not name {invariant.__name__}"
 
 
 def test_checker_accepts_the_clean_run(clean: Observation) -> None:
