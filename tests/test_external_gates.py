@@ -30,8 +30,8 @@ import pytest
 from lockstep.checks import CheckResult
 from lockstep.config import Config, parse_config
 from lockstep.errors import ConfigError
-from lockstep.external import STALE_DEPTH, run_external_check
-from lockstep.forges.github import GitHubForge, RetryPolicy
+from lockstep.forges.github.external import STALE_DEPTH, run_external_check
+from lockstep.forges.github.forge import GitHubForge, RetryPolicy
 from lockstep.model import Sha
 from tests.fakegithub import FakeGitHub, Fault
 from tests.githubworld import REPOS, SRC, GitHubWorld, build_world

@@ -24,9 +24,9 @@ import pytest
 from lockstep import __version__
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import AuditError, ForgeError, LockError, UsageError
-from lockstep.forges.github import GitHubForge, RetryPolicy
-from lockstep.forges.github_audit import GitHubIssueSink
-from lockstep.forges.github_lock import GitHubRefLock
+from lockstep.forges.github.audit import GitHubIssueSink
+from lockstep.forges.github.forge import GitHubForge, RetryPolicy
+from lockstep.forges.github.lock import GitHubRefLock
 from lockstep.model import Heads, PushStatus, Sha
 from tests.fakegithub import FakeGitHub, Fault
 

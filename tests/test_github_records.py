@@ -1,6 +1,6 @@
 """Promotion records as GitHub deployments, against the fake GitHub over real loopback HTTP.
 
-Each test pins one promise of :mod:`lockstep.forges.github_records`: a record is
+Each test pins one promise of :mod:`lockstep.forges.github.records`: a record is
 one deployment per service (push token, ``ref`` = new sha, ``<gate>/<target>``,
 the manifest as payload) and a finished record one status on each; reading back
 needs only read access, skips what is not a lockstep record, rebuilds the
@@ -23,8 +23,8 @@ import pytest
 
 from lockstep.config import Config
 from lockstep.errors import ForgeError
-from lockstep.forges.github import GitHubForge, RetryPolicy
-from lockstep.forges.github_records import GitHubDeploymentRecordStore, status_state
+from lockstep.forges.github.forge import GitHubForge, RetryPolicy
+from lockstep.forges.github.records import GitHubDeploymentRecordStore, status_state
 from lockstep.model import Outcome
 from lockstep.records import PromotionRecord, RecordService, latest_run
 from tests.fakegithub import FakeGitHub, Fault, RecordedRequest

@@ -617,8 +617,8 @@ def test_dispatch_422_from_the_fakes_own_validation(fake: FakeGitHub) -> None:
     """Sent as-is (bypassing our pre-checks), GitHub's own 422 text reaches the user."""
     import httpx
 
-    from lockstep.dispatch import DispatchRequest, send_dispatch
     from lockstep.errors import ForgeError
+    from lockstep.forges.github.dispatch import DispatchRequest, send_dispatch
 
     fake.add_repo("acme/gate")
     fake.add_token(PLANTED, write=["acme/gate"])

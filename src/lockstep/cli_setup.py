@@ -349,7 +349,7 @@ def register(group: click.Group) -> None:
         repository. The API root is $GITHUB_API_URL (default
         https://api.github.com). Sent once, never retried.
         """
-        from lockstep.dispatch import build_request, send_dispatch
+        from lockstep.forges.github.dispatch import build_request, send_dispatch
         from lockstep.redact import scrub
 
         request = build_request(repo, event_type, fields)

@@ -386,7 +386,7 @@ class Gate:
 
     async def _check(self, check: CheckConfig, report: Report) -> None:
         if check.external is not None:  # a GitHub commit status / check run: nothing runs here
-            from lockstep.external import run_external_check
+            from lockstep.forges.github.external import run_external_check
 
             sources = {s.name: self._heads[s.name].source for s in self.config.services}
             result = await run_external_check(check, self.forge, self.config.services, sources)

@@ -61,8 +61,8 @@ class Wiring:
 def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
     """The forge and audit sink for ``config``; raises UsageError before any request."""
     if config.gate.forge == "github":
-        from lockstep.forges.github import GitHubForge
-        from lockstep.forges.github_audit import GitHubIssueSink
+        from lockstep.forges.github.audit import GitHubIssueSink
+        from lockstep.forges.github.forge import GitHubForge
 
         forge = GitHubForge.from_env(config, env)
         tracker = config.bypass.tracker
@@ -73,13 +73,13 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
                 raise UsageError("bypass.tracker is not set: name the issue that receives audit comments")
             return GitHubIssueSink(forge, tracker)
 
-        from lockstep.forges.github_records import GitHubDeploymentRecordStore
+        from lockstep.forges.github.records import GitHubDeploymentRecordStore
 
         github_records = GitHubDeploymentRecordStore(forge, config) if config.gate.records else None
         return Wiring(forge, github_sink, secret_vars, github_records)
 
-    from lockstep.forges.git import GitForge
-    from lockstep.forges.git_records import GitRecordStore
+    from lockstep.forges.git.forge import GitForge
+    from lockstep.forges.git.records import GitRecordStore
 
     path = config.tracker_path()
     git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
@@ -205,7 +205,7 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
         async with local_lock(config.gate.name, env=env, timeout=config.gate.lock_timeout):
             yield
     elif mode == "ref":
-        from lockstep.forges.github_lock import GitHubRefLock
+        from lockstep.forges.github.lock import GitHubRefLock
 
         async with GitHubRefLock.for_config(config, env):
             yield

@@ -210,7 +210,7 @@ def parse_check(value: str) -> CheckSpec:
 
 
 def check_branch_name(value: str, flag: str) -> str:
-    from lockstep.forges.github import check_branch
+    from lockstep.forges.github.forge import check_branch
 
     return check_branch(value, flag)
 
@@ -225,7 +225,7 @@ def check_tracker(value: str, forge: str, *, cwd: Path, config_dir: Path) -> str
     value = value.strip()
     if forge == "github":
         if "${" not in value:
-            from lockstep.forges.github import parse_tracker
+            from lockstep.forges.github.forge import parse_tracker
 
             try:
                 parse_tracker(value)

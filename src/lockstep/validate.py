@@ -112,7 +112,7 @@ def _unset(value: str) -> bool:
 
 
 def _github(config: Config, env: Mapping[str, str], result: Validation) -> None:
-    from lockstep.forges.github import check_branch, parse_repo, parse_tracker
+    from lockstep.forges.github.forge import check_branch, parse_repo, parse_tracker
 
     before = len(result.problems)
     if not any(env.get(var, "").strip() for var in READ_TOKEN_VARS):
@@ -160,7 +160,7 @@ def _build_forge_offline(config: Config, env: Mapping[str, str], result: Validat
 
     import httpx
 
-    from lockstep.forges.github import GitHubForge
+    from lockstep.forges.github.forge import GitHubForge
 
     class NoNetwork(httpx.AsyncBaseTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

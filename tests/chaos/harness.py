@@ -14,7 +14,7 @@ stdout/stderr captured) for speed, or as a ``python -m lockstep`` subprocess
 for a share of scenarios and for every scenario that sends SIGTERM/SIGINT.
 
 The one deviation from production settings: in-process runs replace the GitHub
-forge's default :class:`~lockstep.forges.github_http.RetryPolicy` (1 s base
+forge's default :class:`~lockstep.forges.github.http.RetryPolicy` (1 s base
 backoff, 60 s budget, not configurable from ``lockstep.toml`` or the
 environment) with a millisecond one, or a single faulted read would cost a
 second or more.  Subprocess runs keep the production policy and draw only
@@ -1129,7 +1129,7 @@ def _cached_ssl_context(original: Any) -> Any:
 def _fast_retry_class() -> Any:
     global _FAST_RETRY
     if _FAST_RETRY is None:
-        from lockstep.forges.github_http import RetryPolicy
+        from lockstep.forges.github.http import RetryPolicy
 
         @dataclass(frozen=True)
         class ChaosRetryPolicy(RetryPolicy):
@@ -1161,7 +1161,7 @@ def run_inprocess(args: list[str], env: dict[str, str], limit: float = INPROC_LI
     import click
     import httpx._transports.default as httpx_default
 
-    import lockstep.forges.github as github_module
+    import lockstep.forges.github.forge as github_module
     from lockstep.cli import cli
 
     out, err = io.StringIO(), io.StringIO()

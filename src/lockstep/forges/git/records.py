@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lockstep.config import ServiceConfig
 from lockstep.errors import ForgeError
-from lockstep.forges.git import GitForge
+from lockstep.forges.git.forge import GitForge
 from lockstep.model import Sha
 from lockstep.records import PromotionRecord, parse_lines
 from lockstep.redact import clean_text

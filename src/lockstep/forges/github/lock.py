@@ -21,7 +21,7 @@ from urllib.parse import quote
 from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, LockError
-from lockstep.forges.github import LOCK_PREFIX, GitHubForge, _ref_path, check_branch
+from lockstep.forges.github.forge import LOCK_PREFIX, GitHubForge, _ref_path, check_branch
 from lockstep.model import Sha
 
 

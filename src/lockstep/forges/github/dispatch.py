@@ -24,8 +24,8 @@ import httpx
 
 from lockstep import __version__
 from lockstep.errors import ForgeError, UsageError
-from lockstep.forges.github import parse_repo
-from lockstep.forges.github_http import API_VERSION, DEFAULT_API_URL, Reply, Secret
+from lockstep.forges.github.forge import parse_repo
+from lockstep.forges.github.http import API_VERSION, DEFAULT_API_URL, Reply, Secret
 from lockstep.redact import READ_TOKEN_VARS, clean_text
 
 __all__ = ["DispatchRequest", "build_request", "read_token", "send_dispatch"]

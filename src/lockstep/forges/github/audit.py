@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from lockstep import log
 from lockstep.errors import AuditError
-from lockstep.forges.github import GitHubForge, parse_tracker
+from lockstep.forges.github.forge import GitHubForge, parse_tracker
 from lockstep.redact import clean_text
 
 

@@ -47,8 +47,8 @@ from lockstep import log
 from lockstep.checks import CheckResult
 from lockstep.config import CheckConfig, ServiceConfig
 from lockstep.forges.base import Forge
-from lockstep.forges.github import GitHubForge, parse_repo
-from lockstep.forges.github_http import Reply
+from lockstep.forges.github.forge import GitHubForge, parse_repo
+from lockstep.forges.github.http import Reply
 from lockstep.model import Sha
 from lockstep.probes import human_duration
 from lockstep.redact import clean_text

@@ -1,6 +1,6 @@
 """The HTTP layer under the GitHub forge: one pooled client, tokens, bounded retries.
 
-Kept apart from :mod:`lockstep.forges.github` so the forge reads as policy
+Kept apart from :mod:`lockstep.forges.github.forge` so the forge reads as policy
 (what a status *means* for a branch) while this module owns mechanics:
 
 * **One pooled ``httpx.AsyncClient``** with ``follow_redirects=False``: a 301

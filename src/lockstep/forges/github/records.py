@@ -86,8 +86,8 @@ from urllib.parse import quote
 from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError
-from lockstep.forges.github import GitHubForge
-from lockstep.forges.github_http import Reply
+from lockstep.forges.github.forge import GitHubForge
+from lockstep.forges.github.http import Reply
 from lockstep.model import Outcome, Result
 from lockstep.records import PromotionRecord, RecordService
 from lockstep.redact import clean_text

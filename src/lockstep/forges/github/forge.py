@@ -36,7 +36,7 @@ import httpx
 from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, UsageError
-from lockstep.forges.github_http import (
+from lockstep.forges.github.http import (
     DEFAULT_API_URL,
     GitHubHttp,
     Reply,

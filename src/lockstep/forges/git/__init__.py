@@ -1,0 +1,1 @@
+"""The git forge: any git remote, through the git command line."""
