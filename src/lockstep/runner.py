@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from lockstep import actions, log, redact
-from lockstep.audit import FileAuditSink, validate_actor, validate_justification
+from lockstep import actions, forges, log, redact
+from lockstep.audit import validate_actor, validate_justification
 from lockstep.config import Config
 from lockstep.errors import ForgeError, LockstepError, UsageError
-from lockstep.forges.base import AuditSink, Forge, RecordStore
+from lockstep.forges.base import Wiring
 from lockstep.gate import Cancellation, Gate, RunOptions
 from lockstep.lock import local_lock
 from lockstep.model import Report, Result
@@ -50,42 +50,9 @@ class RunRequest:
     progress: bool = True  # the live view in a terminal (--no-progress turns it off)
 
 
-@dataclass
-class Wiring:
-    forge: Forge
-    audit_sink: Callable[[], AuditSink] | None
-    secret_vars: frozenset[str]
-    records: RecordStore | None = None
-
-
 def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
-    """The forge and audit sink for ``config``; raises UsageError before any request."""
-    if config.gate.forge == "github":
-        from lockstep.forges.github.audit import GitHubIssueSink
-        from lockstep.forges.github.forge import GitHubForge
-
-        forge = GitHubForge.from_env(config, env)
-        tracker = config.bypass.tracker
-        secret_vars = check_secret_vars(config)
-
-        def github_sink() -> AuditSink:
-            if not tracker:
-                raise UsageError("bypass.tracker is not set: name the issue that receives audit comments")
-            return GitHubIssueSink(forge, tracker)
-
-        from lockstep.forges.github.records import GitHubDeploymentRecordStore
-
-        github_records = GitHubDeploymentRecordStore(forge, config) if config.gate.records else None
-        return Wiring(forge, github_sink, secret_vars, github_records)
-
-    from lockstep.forges.git.forge import GitForge
-    from lockstep.forges.git.records import GitRecordStore
-
-    path = config.tracker_path()
-    git_forge = GitForge(base_dir=config.base_dir, timeout=max(config.gate.request_timeout, 30.0), env=env)
-    secret_vars = check_secret_vars(config)
-    records = GitRecordStore(git_forge, config.services[0], config.gate.name) if config.gate.records else None
-    return Wiring(git_forge, (lambda: FileAuditSink(path)) if path else None, secret_vars, records)
+    """The forge and everything around it for ``config`` (see :mod:`lockstep.forges`)."""
+    return forges.wire(config, env)
 
 
 def check_secret_vars(config: Config) -> frozenset[str]:
@@ -282,6 +249,7 @@ class _Session:
             cancellation=self.cancellation,
             records=self.wiring.records,
             progress=self.progress,
+            external_check=self.wiring.external_check,
             **kwargs,
         )
 

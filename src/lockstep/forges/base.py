@@ -9,9 +9,13 @@ branch and, where there is one, the status.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
-from lockstep.config import ServiceConfig
+from lockstep.checks import CheckResult
+from lockstep.config import CheckConfig, ServiceConfig
 from lockstep.model import Heads, PushResult, Sha, TargetCheck
 from lockstep.records import PromotionRecord
 
@@ -94,3 +98,24 @@ class RecordStore(Protocol):
     async def read_recent(self) -> list[PromotionRecord]:
         """Enough records, oldest first, to tell the newest runs apart (may cost less than all)."""
         ...
+
+
+# An external gate (a commit status or check run another system posts): check, the config's
+# services, each service's resolved source sha -> the check's result.
+ExternalCheck = Callable[[CheckConfig, Sequence[ServiceConfig], Mapping[str, Sha]], Awaitable[CheckResult]]
+
+
+@dataclass
+class Wiring:
+    """Everything one forge provides to a run, built from the config before any request.
+
+    The engine only ever sees this: a new forge is a folder under ``forges/`` whose
+    ``wire(config, env)`` returns one, and a line in :data:`lockstep.forges.FORGES`.
+    """
+
+    forge: Forge
+    audit_sink: Callable[[], AuditSink] | None
+    secret_vars: frozenset[str]
+    records: RecordStore | None = None
+    external_check: ExternalCheck | None = None  # None: this forge has no external gates
+    ref_lock: Callable[[], AbstractAsyncContextManager[object]] | None = None  # for [gate] lock = "ref"
