@@ -1,7 +1,7 @@
 """The docs stay true: the generated reference, links, commands and exit codes.
 
-* ``docs/configuration.md`` must equal what :mod:`lockstep.docgen` generates
-  from the config models (regenerate with ``uv run python -m lockstep.docgen
+* ``docs/configuration.md`` must equal what :mod:`tools.docgen` generates
+  from the config models (regenerate with ``uv run python -m tools.docgen
   --write``), and every config key must have a description.
 * Every relative link in ``docs/*.md`` and ``README.md`` points to a file that
   exists in the repository and, with ``#anchor``, to a heading in it (GitHub's
@@ -27,8 +27,8 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from pydantic import BaseModel, Field
+from tools import docgen
 
-from lockstep import docgen
 from lockstep.cli import cli
 from lockstep.config import parse_config, parse_duration
 from lockstep.errors import ConfigError
@@ -55,7 +55,7 @@ def test_configuration_reference_is_current() -> None:
     current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.exists() else ""
     assert current == expected, (
         "docs/configuration.md is stale (a config model or a description changed): "
-        "run `uv run python -m lockstep.docgen --write` and commit the result"
+        "run `uv run python -m tools.docgen --write` and commit the result"
     )
 
 
@@ -64,7 +64,7 @@ def test_every_config_key_has_a_description() -> None:
     assert not missing, (
         f"undocumented config keys: {', '.join(missing)}. Add Field(description=...) in "
         "src/lockstep/config.py or an entry in DESCRIPTIONS (or TABLE_INTROS) in "
-        "src/lockstep/docgen.py, then run `uv run python -m lockstep.docgen --write`"
+        "tools/docgen.py, then run `uv run python -m tools.docgen --write`"
     )
 
 
@@ -148,7 +148,7 @@ def test_write_and_check_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_python_dash_m_prints_the_reference() -> None:
-    done = subprocess.run([sys.executable, "-m", "lockstep.docgen"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "tools.docgen"], capture_output=True, text=True,
                           check=False, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == docgen.render()

@@ -10,9 +10,9 @@ refuses to write a reference with an undocumented key (and the drift test in
 
 Usage::
 
-    uv run python -m lockstep.docgen > docs/configuration.md
-    uv run python -m lockstep.docgen --write          # the same, into docs/configuration.md
-    uv run python -m lockstep.docgen --check          # exit 1 if docs/configuration.md is stale
+    uv run python -m tools.docgen > docs/configuration.md
+    uv run python -m tools.docgen --write          # the same, into docs/configuration.md
+    uv run python -m tools.docgen --check          # exit 1 if docs/configuration.md is stale
 """
 
 from __future__ import annotations
@@ -468,8 +468,8 @@ def format_duration(seconds: float) -> str:
 # --------------------------------------------------------------------------- the page
 
 HEADER = """\
-<!-- Generated from src/lockstep/config.py by `uv run python -m lockstep.docgen --write`.
-     Do not edit by hand: change the models, or the descriptions in src/lockstep/docgen.py,
+<!-- Generated from src/lockstep/config.py by `uv run python -m tools.docgen --write`.
+     Do not edit by hand: change the models, or the descriptions in tools/docgen.py,
      and regenerate (tests/test_docs.py fails while this file is stale). -->
 
 # Configuration reference
@@ -652,7 +652,7 @@ def render() -> str:
         raise DocgenError(
             "no description for: " + ", ".join(missing) + ". Add Field(description=...) in "
             "src/lockstep/config.py or an entry in DESCRIPTIONS / TABLE_INTROS in "
-            "src/lockstep/docgen.py, then run `uv run python -m lockstep.docgen --write`."
+            "tools/docgen.py, then run `uv run python -m tools.docgen --write`."
         )
     found = tables()
     contents = " · ".join(f"[`{t.header}`](#{t.key})" for t in found)
@@ -679,7 +679,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lockstep.docgen",
+        prog="python -m tools.docgen",
         description="Generate the configuration reference from lockstep's config models.",
     )
     mode = parser.add_mutually_exclusive_group()
@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = render()
     except DocgenError as exc:
-        print(f"lockstep.docgen: {exc}", file=sys.stderr)
+        print(f"tools.docgen: {exc}", file=sys.stderr)
         return 1
     if args.write:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -704,10 +704,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             current = args.output.read_text(encoding="utf-8")
         except OSError as exc:
-            print(f"lockstep.docgen: cannot read {args.output}: {exc.strerror}", file=sys.stderr)
+            print(f"tools.docgen: cannot read {args.output}: {exc.strerror}", file=sys.stderr)
             return 1
         if current != text:
-            print(f"lockstep.docgen: {args.output} is stale; run `uv run python -m lockstep.docgen --write`",
+            print(f"tools.docgen: {args.output} is stale; run `uv run python -m tools.docgen --write`",
                   file=sys.stderr)
             return 1
         return 0
