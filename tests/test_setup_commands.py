@@ -24,8 +24,8 @@ from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockstep import cli_setup
 from lockstep.cli import cli
+from lockstep.cli import init as cli_init
 from lockstep.config import parse_config
 from lockstep.scaffold import config_variables, toml_string
 from tests.fakegithub import FakeGitHub, Fault
@@ -83,7 +83,7 @@ def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "gate"
     root.mkdir()
     monkeypatch.chdir(root)
-    monkeypatch.setattr(cli_setup, "stdin_is_tty", lambda: False)
+    monkeypatch.setattr(cli_init, "stdin_is_tty", lambda: False)
     return root
 
 
@@ -250,7 +250,7 @@ def test_init_rejects_bad_answers_with_exit_2(gate: Path, args: list[str], needl
 
 
 def test_init_interactive_prompts(gate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_setup, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cli_init, "stdin_is_tty", lambda: True)
     answers = [
         "bad name!",                # refused: asked again
         "bs-lml",                   # gate name

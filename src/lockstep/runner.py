@@ -164,7 +164,7 @@ def _actions_actor(flag: str | None, env: Mapping[str, str]) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
+async def _lock(config: Config, env: Mapping[str, str], wiring: Wiring) -> AsyncIterator[None]:
     mode = config.gate.lock
     if mode == "auto":
         mode = "none" if actions.in_actions(env) else "local"
@@ -172,9 +172,9 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
         async with local_lock(config.gate.name, env=env, timeout=config.gate.lock_timeout):
             yield
     elif mode == "ref":
-        from lockstep.forges.github.lock import GitHubRefLock
-
-        async with GitHubRefLock.for_config(config, env):
+        if wiring.ref_lock is None:
+            raise UsageError(f'[gate] lock = "ref" is not available with forge = "{config.gate.forge}"')
+        async with wiring.ref_lock():
             yield
     else:
         yield
@@ -280,7 +280,7 @@ class _Session:
             raise LockstepError(f"cancelled by {self.router.received.pop()} before anything was done")
         self.router.session, self.router.loop = self, asyncio.get_running_loop()
         try:
-            async with _lock(self.config, self.env):
+            async with _lock(self.config, self.env, self.wiring):
                 self._locked = True
                 return await body(self)
         except asyncio.CancelledError:
