@@ -9,10 +9,10 @@ import asyncio
 from dataclasses import dataclass
 
 from lockstep.config import Config, ServiceConfig
+from lockstep.engine.reconcile import repair_commands
 from lockstep.errors import ForgeError
 from lockstep.forges.base import Forge, RecordStore
 from lockstep.model import Action, Heads
-from lockstep.reconcile import repair_commands
 from lockstep.records import Assessment, PromotionRecord, assess, latest_run
 
 

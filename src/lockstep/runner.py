@@ -21,18 +21,18 @@ from urllib.parse import unquote
 from lockstep import actions, forges, log, redact
 from lockstep.audit import validate_actor, validate_justification
 from lockstep.config import Config
-from lockstep.errors import ForgeError, LockstepError, UsageError
-from lockstep.forges.base import Wiring
-from lockstep.gate import Cancellation, Gate, RunOptions
-from lockstep.lock import local_lock
-from lockstep.model import Report, Result
-from lockstep.progress import Progress, make_progress
-from lockstep.reconcile import (
+from lockstep.engine.gate import Cancellation, Gate, RunOptions
+from lockstep.engine.reconcile import (
     Direction,
     ReconcileGate,
     merge_rollback,
     repair_commands,
 )
+from lockstep.errors import ForgeError, LockstepError, UsageError
+from lockstep.forges.base import Wiring
+from lockstep.lock import local_lock
+from lockstep.model import Report, Result
+from lockstep.progress import Progress, make_progress
 from lockstep.records import latest_run
 from lockstep.report import render_json, render_markdown
 

@@ -15,8 +15,8 @@ import shlex
 from typing import Literal
 
 from lockstep.config import Config, ServiceConfig
+from lockstep.engine.gate import Gate, RunOptions, _Blocked
 from lockstep.errors import ForgeError
-from lockstep.gate import Gate, RunOptions, _Blocked
 from lockstep.model import Heads, Outcome, PushResult, Report, Result, Sha
 from lockstep.records import PromotionRecord, RecordService
 
