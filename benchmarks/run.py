@@ -7,7 +7,7 @@
 What is measured, and how (details in docs/performance.md):
 
 * **gate run**: ``python -m lockstep run`` as a child process against the fake
-  GitHub (``tests/fakegithub``, forge = github) whose every request waits
+  GitHub (``tests/support/fakegithub``, forge = github) whose every request waits
   ``latency`` seconds, and against one staging server (``benchmarks/staging.py``)
   with the same latency, ready at once, plus one ``true`` check.  Wall time,
   CPU time (user + sys) and peak RSS come from the child's own rusage.

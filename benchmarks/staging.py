@@ -5,7 +5,7 @@
 ``latency`` seconds first, like the fake GitHub, so staging costs one round
 trip per request as a remote deployment would.  One server (one accept
 thread) for all services keeps the benchmark machine quiet at N = 50, where
-fifty ``tests.staging.Staging`` instances would mean fifty polling threads.
+fifty ``tests.support.staging.Staging`` instances would mean fifty polling threads.
 
 Each health request is logged with its arrival time and status, so the
 benchmark can measure when a poller first saw a service ready.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from tests.fakegithub import FakeGitHub, RecordedRequest
+from tests.support.fakegithub import FakeGitHub, RecordedRequest
 
 from benchmarks.staging import MultiStaging
 

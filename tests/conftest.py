@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lockstep import log
-from tests.gitworld import GitWorld, build_world
+from tests.support.gitworld import GitWorld, build_world
 
 
 @pytest.fixture

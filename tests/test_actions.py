@@ -20,7 +20,7 @@ from lockstep.actions import ActionsError, EventInputs, OutputWriter
 from lockstep.config import ServiceConfig
 from lockstep.errors import LockstepError, UsageError
 from lockstep.model import Report, Result, ServiceReport
-from tests.runner_outputs import parse_output_file
+from tests.support.outputs import parse_output_file
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.gitworld import CliResult, GitWorld
+from tests.support.gitworld import CliResult, GitWorld
 
 
 def _bypass_in_actions(world: GitWorld, *flags: str, actor: str) -> CliResult:

@@ -33,8 +33,8 @@ from lockstep.errors import ConfigError
 from lockstep.forges.github.external import STALE_DEPTH, run_external_check
 from lockstep.forges.github.forge import GitHubForge, RetryPolicy
 from lockstep.model import Sha
-from tests.fakegithub import FakeGitHub, Fault
-from tests.githubworld import REPOS, SRC, GitHubWorld, build_world
+from tests.support.fakegithub import FakeGitHub, Fault
+from tests.support.githubworld import REPOS, SRC, GitHubWorld, build_world
 
 pytestmark = pytest.mark.timeout(60)
 

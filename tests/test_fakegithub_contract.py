@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.fakegithub import FakeGitHub, Fault
+from tests.support.fakegithub import FakeGitHub, Fault
 
 REPO = "o/r"
 BASE = f"/repos/{REPO}"

@@ -1,6 +1,6 @@
 """Contract of the fake GitHub's Deployments API (where the GitHub promotion records live).
 
-Pins what ``tests/fakegithub/deployments.py`` promises, following GitHub's REST
+Pins what ``tests/support/fakegithub/deployments.py`` promises, following GitHub's REST
 docs: create (201; 422 unknown ref; 409 for auto-merge and required contexts;
 403 without write), list newest first with exact filters and paging, statuses
 (the seven states, 140-character descriptions, ``auto_inactive``), 404s, and
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakegithub import FakeGitHub, Fault
+from tests.support.fakegithub import FakeGitHub, Fault
 
 REPO = "o/r"
 BASE = f"/repos/{REPO}"

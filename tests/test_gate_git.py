@@ -8,7 +8,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from tests.gitworld import GitWorld
+from tests.support.gitworld import GitWorld
 
 
 def test_promotes_every_target_together(world: GitWorld) -> None:

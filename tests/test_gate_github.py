@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.fakegithub import Fault
-from tests.githubworld import (
+from tests.support.fakegithub import Fault
+from tests.support.githubworld import (
     GATE,
     READ_LOGIN,
     REPOS,

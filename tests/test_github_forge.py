@@ -28,7 +28,7 @@ from lockstep.forges.github.audit import GitHubIssueSink
 from lockstep.forges.github.forge import GitHubForge, RetryPolicy
 from lockstep.forges.github.lock import GitHubRefLock
 from lockstep.model import Heads, PushStatus, Sha
-from tests.fakegithub import FakeGitHub, Fault
+from tests.support.fakegithub import FakeGitHub, Fault
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from lockstep.forges.github.forge import GitHubForge, RetryPolicy
 from lockstep.forges.github.records import GitHubDeploymentRecordStore, status_state
 from lockstep.model import Outcome
 from lockstep.records import PromotionRecord, RecordService, latest_run
-from tests.fakegithub import FakeGitHub, Fault, RecordedRequest
+from tests.support.fakegithub import FakeGitHub, Fault, RecordedRequest
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.githubworld import REPOS, TRACKER, TRACKER_REPO, GitHubWorld, build_world
+from tests.support.githubworld import REPOS, TRACKER, TRACKER_REPO, GitHubWorld, build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 DISPATCH_TOKEN = "github_pat_DISPATCH0123456789abcdef0123456789"

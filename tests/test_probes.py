@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lockstep.config import ServiceConfig
 from lockstep.model import Sha
 from lockstep.probes import BODY_CAP, ProbeResult, verify_versions, wait_healthy
-from tests.staging import Staging, closed_port_url
+from tests.support.staging import Staging, closed_port_url
 
 SHA = Sha("0123456789abcdef0123456789abcdef01234567")
 OTHER = Sha("fedcba9876543210fedcba9876543210fedcba98")

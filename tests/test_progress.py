@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from lockstep.progress import LiveProgress, PlainProgress, make_progress
-from tests.gitworld import GitWorld
+from tests.support.gitworld import GitWorld
 
 
 class Clock:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.gitworld import CliResult, GitWorld, build_world
+from tests.support.gitworld import CliResult, GitWorld, build_world
 
 RECORDS_REF = "refs/lockstep/test/records"
 ROLLBACK = "[recovery]\nallow_rollback = true\n"

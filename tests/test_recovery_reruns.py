@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.githubworld import REPOS, GitHubWorld
-from tests.githubworld import build_world as build_github_world
-from tests.gitworld import CliResult, GitWorld
+from tests.support.githubworld import REPOS, GitHubWorld
+from tests.support.githubworld import build_world as build_github_world
+from tests.support.gitworld import CliResult, GitWorld
 
 ROLLBACK = "\n[recovery]\nallow_rollback = true\n"
 

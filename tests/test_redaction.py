@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from lockstep.progress import LiveProgress
-from tests import githubworld
-from tests.githubworld import GitHubWorld
-from tests.gitworld import CliResult, GitWorld
-from tests.staging import closed_port_url
+from tests.support import githubworld
+from tests.support.githubworld import GitHubWorld
+from tests.support.gitworld import CliResult, GitWorld
+from tests.support.staging import closed_port_url
 
 READ_TOKEN = "ghp_PLANTEDreadTOKEN" + "r" * 20
 PUSH_TOKEN = "github_pat_PLANTEDpushTOKEN" + "p" * 20

@@ -28,7 +28,7 @@ from lockstep.cli import cli
 from lockstep.cli import init as cli_init
 from lockstep.config import parse_config
 from lockstep.scaffold import config_variables, toml_string
-from tests.fakegithub import FakeGitHub, Fault
+from tests.support.fakegithub import FakeGitHub, Fault
 from tests.test_workflows_lint import _actionlint, _format, run_scripts, step_env, top_level_blocks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.staging import Staging
+from tests.support.staging import Staging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SRC = REPO_ROOT / "src"
@@ -654,7 +654,7 @@ class Tokens:
 
 def _fake_fault(fp: FaultPlan) -> Any:
     """The fake GitHub's fault for a planned one."""
-    from tests.fakegithub import Fault
+    from tests.support.fakegithub import Fault
 
     if fp.kind.startswith("http-"):
         code = int(fp.kind[5:])
@@ -677,7 +677,7 @@ class GitHubWorld:
     clock = "mono"
 
     def __init__(self, sc: Scenario, root: Path, tokens: Tokens) -> None:
-        from tests.fakegithub import FakeGitHub
+        from tests.support.fakegithub import FakeGitHub
 
         self.sc, self.tokens = sc, tokens
         self.gh = FakeGitHub().start()

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos.harness import run_inprocess
-from tests.githubworld import REPOS, GitHubWorld
-from tests.githubworld import build_world as build_github_world
-from tests.gitworld import GitWorld
-from tests.gitworld import build_world as build_git_world
+from tests.support.githubworld import REPOS, GitHubWorld
+from tests.support.githubworld import build_world as build_github_world
+from tests.support.gitworld import GitWorld
+from tests.support.gitworld import build_world as build_git_world
 
 COMMANDS = ("run", "run", "bypass", "forward", "forward-recheck", "rollback")
 REFUSE_HOOK = (

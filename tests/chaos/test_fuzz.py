@@ -43,8 +43,8 @@ from lockstep.markdown import escape_controls, has_bidi
 from lockstep.model import Sha
 from lockstep.probes import BODY_CAP, verify_versions, wait_healthy
 from tests.chaos.harness import run_inprocess
-from tests.gitworld import GitWorld, build_world
-from tests.staging import Staging
+from tests.support.gitworld import GitWorld, build_world
+from tests.support.staging import Staging
 
 SHA = Sha("0123456789abcdef0123456789abcdef01234567")
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -25,12 +25,12 @@ from lockstep.config import Config
 from lockstep.model import Sha
 from lockstep.probes import verify_versions
 from tests.chaos.harness import KNOWN_BUGS
-from tests.fakegithub import Fault
-from tests.githubworld import REPOS, GitHubWorld
-from tests.githubworld import build_world as build_github_world
-from tests.gitworld import GitWorld
-from tests.gitworld import build_world as build_git_world
-from tests.staging import Staging
+from tests.support.fakegithub import Fault
+from tests.support.githubworld import REPOS, GitHubWorld
+from tests.support.githubworld import build_world as build_github_world
+from tests.support.gitworld import GitWorld
+from tests.support.gitworld import build_world as build_git_world
+from tests.support.staging import Staging
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.demo import git, make_repo
-from tests.staging import Staging
+from tests.support.staging import Staging
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @dataclass

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakegithub import FakeGitHub, RecordedRequest
-from tests.gitworld import CliResult
-from tests.runner_outputs import parse_output_file
-from tests.staging import Staging
+from tests.support.fakegithub import FakeGitHub, RecordedRequest
+from tests.support.gitworld import CliResult
+from tests.support.outputs import parse_output_file
+from tests.support.staging import Staging
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 GATE = "bs-lml"
 TRACKER_REPO = "acme/ops"

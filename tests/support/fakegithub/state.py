@@ -1,6 +1,6 @@
 """In-memory repositories for the fake GitHub: commit graph, refs, issues, tokens.
 
-Nothing here is thread-safe on its own; :class:`~tests.fakegithub.server.FakeGitHub`
+Nothing here is thread-safe on its own; :class:`~tests.support.fakegithub.server.FakeGitHub`
 holds one lock around every read and write so each HTTP request is atomic, the
 way a single ref update on GitHub is.
 """

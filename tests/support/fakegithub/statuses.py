@@ -1,6 +1,6 @@
 """Commit statuses and check runs in the fake GitHub (what lockstep's external gates read).
 
-Endpoints (registered on import; :mod:`tests.fakegithub.server` imports this module):
+Endpoints (registered on import; :mod:`tests.support.fakegithub.server` imports this module):
 
 * ``POST /repos/{o}/{r}/statuses/{sha}`` ``{state, target_url, description, context}``
   → 201 with the status.  ``state`` one of :data:`STATUS_STATES` (else 422
@@ -38,7 +38,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakegithub.api import (
+from tests.support.fakegithub.api import (
     Api,
     ApiError,
     Request,
@@ -52,7 +52,7 @@ from tests.fakegithub.api import (
     not_found,
     route,
 )
-from tests.fakegithub.state import SHA_RE, Repo, Token, iso
+from tests.support.fakegithub.state import SHA_RE, Repo, Token, iso
 
 STATUS_STATES = ("error", "failure", "pending", "success")
 CHECK_STATUSES = ("queued", "in_progress", "completed")

@@ -21,7 +21,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote
 
-from tests.fakegithub.state import SHA_RE, Repo, Token, iso, ref_name_problem
+from tests.support.fakegithub.state import SHA_RE, Repo, Token, iso, ref_name_problem
 
 DOCS_URL = "https://docs.github.com/rest"
 _MAX_COMMENT = 65536

@@ -27,11 +27,11 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
-from tests.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
-from tests.fakegithub.faults import Fault, Injection
-from tests.fakegithub.state import Issue, Repo, Token
-from tests.fakegithub.statuses import (  # also registers the endpoints
+from tests.support.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
+from tests.support.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
+from tests.support.fakegithub.faults import Fault, Injection
+from tests.support.fakegithub.state import Issue, Repo, Token
+from tests.support.fakegithub.statuses import (  # also registers the endpoints
     CHECK_CONCLUSIONS,
     CHECK_STATUSES,
     STATUS_STATES,
@@ -180,7 +180,7 @@ class FakeGitHub:
     """Fake GitHub REST API with a real commit graph, tokens and fault injection.
 
     Use as a context manager (or ``start()``/``stop()``). Every handled request is
-    atomic under one lock. See ``tests/fakegithub/__init__.py`` for the API.
+    atomic under one lock. See ``tests/support/fakegithub/__init__.py`` for the API.
     """
 
     def __init__(self) -> None:

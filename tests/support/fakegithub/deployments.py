@@ -1,6 +1,6 @@
 """The Deployments API of the fake GitHub (where lockstep keeps its promotion records).
 
-Endpoints (registered on import; :mod:`tests.fakegithub.server` imports this module):
+Endpoints (registered on import; :mod:`tests.support.fakegithub.server` imports this module):
 
 * ``POST /repos/{o}/{r}/deployments`` → 201 with the deployment.  ``ref`` may be
   a sha, branch or tag; unknown → 422 ``No ref found for: X``; an empty repo → 409.
@@ -31,7 +31,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakegithub.api import (
+from tests.support.fakegithub.api import (
     Api,
     ApiError,
     Request,
@@ -45,7 +45,7 @@ from tests.fakegithub.api import (
     not_found,
     route,
 )
-from tests.fakegithub.state import Deployment, Repo, Token, iso
+from tests.support.fakegithub.state import Deployment, Repo, Token, iso
 
 STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 MAX_STATUS_DESCRIPTION = 140

@@ -15,7 +15,7 @@ never more forgiving than GitHub (wrong types, unknown shas, missing refs,
 non-fast-forward updates and missing permissions are all refused).
 """
 
-from tests.fakegithub.faults import Fault, Injection
-from tests.fakegithub.server import FakeGitHub, RecordedRequest
+from tests.support.fakegithub.faults import Fault, Injection
+from tests.support.fakegithub.server import FakeGitHub, RecordedRequest
 
 __all__ = ["FakeGitHub", "Fault", "Injection", "RecordedRequest"]
