@@ -134,10 +134,16 @@ class LiveProgress:
     def check_line(self, check: str, line: str) -> None:
         from rich.markup import escape
 
-        self._live.console.print(f"[dim]{escape('[' + check + ']')}[/] {escape(line)}", highlight=False)
+        try:
+            self._live.console.print(f"[dim]{escape('[' + check + ']')}[/] {escape(line)}", highlight=False)
+        except (OSError, ValueError):
+            log.silence(self.console.file)  # the terminal went away (SIGHUP): the run goes on
 
     def close(self) -> None:
-        self._live.refresh()
+        try:
+            self._live.refresh()
+        except (OSError, ValueError):
+            log.silence(self.console.file)
         self._live.stop()
 
 

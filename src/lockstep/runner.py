@@ -152,8 +152,13 @@ async def _lock(config: Config, env: Mapping[str, str]) -> AsyncIterator[None]:
         yield
 
 
+# SIGHUP is a closed terminal or ssh session: as much a request to stop as SIGTERM, and its default
+# action (die at once) would leave a push landing after lockstep, with no report and no record.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _SignalRouter:
-    """The process's SIGINT/SIGTERM handler for a whole command.
+    """The process's SIGINT/SIGTERM/SIGHUP handler for a whole command.
 
     While a session runs, a signal becomes a safe stop on its event loop; before and
     after it (config checks, writing the report), it is only noted: the report of
@@ -177,7 +182,7 @@ class _SignalRouter:
 @contextlib.contextmanager
 def _signals_routed() -> Iterator[_SignalRouter]:
     router = _SignalRouter()
-    previous = {sig: signal.signal(sig, router) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, router) for sig in STOP_SIGNALS}
     try:
         yield router
     finally:
@@ -188,7 +193,7 @@ def _signals_routed() -> Iterator[_SignalRouter]:
 
 
 class _Session:
-    """Runs gates one after another under one lock, turning SIGINT/SIGTERM into a safe stop."""
+    """Runs gates one after another under one lock, turning SIGINT/SIGTERM/SIGHUP into a safe stop."""
 
     def __init__(
         self,
@@ -397,12 +402,12 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
             actions.annotation("error", " ".join(report.messages) or report.result.value, title="lockstep")
         elif report.result == Result.BLOCKED:
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
+    # log.write: a terminal closed by now (SIGHUP) loses the screen copy, never the exit code
     if request.json_out:
-        sys.stdout.write(log.redact(render_json(report)))
-        sys.stderr.write(markdown + "\n")
+        log.write(sys.stdout, log.redact(render_json(report)))
+        log.write(sys.stderr, markdown + "\n")
     else:
-        sys.stdout.write(markdown + "\n")
-    sys.stdout.flush()
+        log.write(sys.stdout, markdown + "\n")
     for problem in problems:
         log.error(problem)
     if report.fix_command:
