@@ -134,3 +134,105 @@ def test_sighup_during_a_check_stops_it_and_moves_nothing(
     check = next(s for s in report["steps"] if s["name"] == "check hang")
     assert (check["status"], check["detail"]) == ("cancelled", "cancelled by SIGHUP")
     assert records(world) == []
+
+
+# -- 4. the git forge's tracker is a regular file, never followed through a link ------------
+
+
+def plant(world: GitWorld, kind: str) -> tuple[Path, bytes | None]:
+    """Make ``audit.md`` (or its twin) something other than a regular file.
+
+    Returns the file a followed link would write to and its bytes now (None: it does not exist,
+    so following the link would create it).
+    """
+    audit = world.root / "audit.md"
+    victim = world.root / "elsewhere" / "notes.txt"
+    victim.parent.mkdir()
+    if kind == "dangling-link":
+        audit.symlink_to(victim)
+        return victim, None
+    victim.write_bytes(b"someone else's file\n")
+    if kind == "link":
+        audit.symlink_to(victim)
+    elif kind == "twin-link":
+        audit.write_text("# audit log\n")
+        (world.root / "audit.md.jsonl").symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(audit)
+    elif kind == "directory":
+        audit.mkdir()
+    return victim, victim.read_bytes()
+
+
+TRACKER_KINDS = ["link", "dangling-link", "twin-link", "fifo", "directory"]
+BYPASS = ("--skip-gate", "--justification", "hotfix for INC-1")
+
+
+def assert_refused(res_code: int, err: str, victim: Path, before: bytes | None) -> None:
+    assert res_code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lockstep: "), err
+    assert "bypass.tracker" in lines[0] and "Traceback" not in err
+    assert ("symbolic link" in lines[0]) or ("not a regular file" in lines[0])
+    assert (victim.read_bytes() if victim.exists() else None) == before, "the other file was written"
+
+
+@pytest.mark.parametrize("kind", TRACKER_KINDS)
+def test_bypass_refuses_a_tracker_that_is_not_a_regular_file(world: GitWorld, kind: str) -> None:
+    """``audit.md -> elsewhere`` used to make the bypass append its record to the other file (a
+    dangling link created it) and promote; a FIFO blocked nothing either. Now: exit 2, nothing moved."""
+    world.config()
+    victim, before = plant(world, kind)
+    olds = prods(world)
+    res = world.run("run", *BYPASS, timeout=30)
+    assert_refused(res.code, res.err, victim, before)
+    assert prods(world) == olds and records(world) == []
+    assert res.report is None
+
+
+@pytest.mark.parametrize("kind", ["link", "twin-link"])
+def test_reconcile_refuses_a_symlinked_tracker_before_reading_anything(world: GitWorld, kind: str) -> None:
+    world.config(extra="[recovery]\nallow_rollback = true\n")
+    victim, before = plant(world, kind)
+    olds = prods(world)
+    res = world.run("reconcile", "--rollback", "--justification", "undo", "--config",
+                    str(world.root / "lockstep.toml"), timeout=30)
+    assert_refused(res.code, res.err, victim, before)
+    assert prods(world) == olds
+
+
+@pytest.mark.parametrize("kind", TRACKER_KINDS)
+def test_validate_refuses_a_tracker_that_is_not_a_regular_file(world: GitWorld, kind: str) -> None:
+    """``validate`` used to say ok for a symlinked tracker or twin."""
+    world.config()
+    victim, before = plant(world, kind)
+    res = world.run("validate", "--config", str(world.root / "lockstep.toml"), timeout=30)
+    assert_refused(res.code, res.err, victim, before)
+    assert "ok" not in res.out.split()
+
+
+def test_a_regular_tracker_still_takes_the_bypass_record(world: GitWorld) -> None:
+    world.config()
+    (world.root / "audit.md").write_text("# audit log\n")
+    res = world.run("run", *BYPASS)
+    assert res.code == 0, res.err
+    assert "hotfix for INC-1" in (world.root / "audit.md").read_text()
+    assert json.loads((world.root / "audit.md.jsonl").read_text())["justification"] == "hotfix for INC-1"
+
+
+@pytest.mark.parametrize("twin", [False, True], ids=["markdown", "jsonl"])
+def test_file_sink_never_follows_a_link_planted_after_the_check(tmp_path: Path, twin: bool) -> None:
+    """The run checks the tracker first, but a link can be planted between that check and the write:
+    the sink opens with O_NOFOLLOW and blocks the bypass instead of writing through it."""
+    import asyncio
+
+    from lockstep.audit import FileAuditSink
+    from lockstep.errors import AuditError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    path = tmp_path / "audit.md"
+    (tmp_path / "audit.md.jsonl" if twin else path).symlink_to(victim)
+    with pytest.raises(AuditError, match="symbolic link"):
+        asyncio.run(FileAuditSink(path).store("### record\n", {"kind": "lockstep-bypass"}))
+    assert victim.read_text() == "keep me\n"

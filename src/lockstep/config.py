@@ -223,10 +223,15 @@ class Config(_Strict):
         return self
 
     def tracker_path(self) -> Path | None:
-        """The git forge's audit file, relative to the config's directory."""
+        """The git forge's audit file, relative to the config's directory.
+
+        Only its directory is resolved: resolving the file itself would follow
+        a symbolic link planted there, which the audit sink refuses.
+        """
         if not self.bypass.tracker:
             return None
-        return (self.base_dir / self.bypass.tracker).resolve()
+        path = self.base_dir / self.bypass.tracker
+        return path.parent.resolve() / path.name
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:

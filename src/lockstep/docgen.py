@@ -105,8 +105,10 @@ DESCRIPTIONS: dict[str, str] = {
         "Where audit records go, each stored before any push. github: `OWNER/REPO#N`, an issue "
         "that receives one comment per record. git: a file, relative to this file, that receives "
         "a markdown section per record (plus one JSON line in `<file>.jsonl`); its directory must "
-        "exist. Unset: `--skip-gate`, `reconcile --justification` and `on_split = \"rollback\"` "
-        "are refused."
+        "exist, and the file and its `.jsonl` twin, once they exist, must be regular files, never "
+        "symbolic links (a link is not followed: `validate` and, before anything happens, any "
+        "`run` or `reconcile` that would write a record refuse it, exit 2). Unset: `--skip-gate`, "
+        "`reconcile --justification` and `on_split = \"rollback\"` are refused."
     ),
     "BypassConfig.allowed_actors": (
         "Who may bypass: compared with `--actor`, else `$GITHUB_ACTOR` in Actions, else the "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep import actions, log
-from lockstep.audit import FileAuditSink, validate_actor, validate_justification
+from lockstep.audit import FileAuditSink, tracker_problem, validate_actor, validate_justification
 from lockstep.config import Config
 from lockstep.errors import ForgeError, LockstepError, UsageError
 from lockstep.forges.base import AuditSink, Forge, RecordStore
@@ -133,6 +133,16 @@ def resolve_options(config: Config, request: RunRequest, env: Mapping[str, str])
         if not config.bypass.tracker:
             raise UsageError("bypass.tracker is not set: a bypass needs somewhere to store its audit record")
     return RunOptions(skip_gate=skip, justification=justification, actor=actor, run_url=run_url)
+
+
+def check_tracker(config: Config, *, will_audit: bool) -> None:
+    """Refuse a git-forge audit log that is a symlink or not a regular file before anything happens
+    (exit 2), not after health, version and checks ran; the sink re-checks as it writes."""
+    path = config.tracker_path() if config.gate.forge == "git" else None
+    if will_audit and path is not None:
+        problem = tracker_problem(path)
+        if problem:
+            raise UsageError(f"bypass.tracker: {problem}")
 
 
 @contextlib.asynccontextmanager
@@ -275,6 +285,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
     if actions.in_actions(env):
         actions.mask_secrets(env, _token_vars(config), sys.stderr)
     options = resolve_options(config, request, env)
+    check_tracker(config, will_audit=options.skip_gate or config.recovery.on_split == "rollback")
     wiring = build_forge(config, env)
     log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
@@ -334,6 +345,7 @@ def execute_reconcile(
         config, RunRequest(skip_gate=bypass, justification=request.justification, actor=request.actor), env
     )
     options.mode = f"reconcile-{direction}"
+    check_tracker(config, will_audit=bypass)
     wiring = build_forge(config, env)
     log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     if wiring.records is None:
