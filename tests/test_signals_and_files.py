@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,120 @@ def test_file_sink_never_follows_a_link_planted_after_the_check(tmp_path: Path, 
     with pytest.raises(AuditError, match="symbolic link"):
         asyncio.run(FileAuditSink(path).store("### record\n", {"kind": "lockstep-bypass"}))
     assert victim.read_text() == "keep me\n"
+
+
+# -- 5a. --report is checked before the first push --------------------------------------------
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory no file can be created in, even by root (``chattr +i``); skipped where neither
+    permissions (root ignores them) nor the immutable attribute can make one."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True,
+                                                         check=False).returncode != 0:
+        pytest.skip("running as root without chattr +i: no directory is read-only")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def bad_report_path(world: GitWorld, kind: str, read_only: Path | None = None) -> Path:
+    if kind == "missing-directory":
+        return world.root / "no-such-dir" / "report.json"
+    if kind == "under-a-file":
+        (world.root / "plain-file").write_text("x")
+        return world.root / "plain-file" / "report.json"
+    if kind == "directory":
+        (world.root / "reports").mkdir()
+        return world.root / "reports"
+    assert read_only is not None
+    return read_only / "report.json"
+
+
+def run_with_report(world: GitWorld, report: Path, *args: str, env: dict[str, str] | None = None
+                    ) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "lockstep", *args, "--config", str(world.root / "lockstep.toml"),
+           "--report", str(report)]
+    return subprocess.run(cmd, cwd=world.root, env=env or world.env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def assert_report_refused(proc: subprocess.CompletedProcess[str], report: Path) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert str(report) in proc.stderr and "--report" in proc.stderr, proc.stderr
+    if "Usage:" not in proc.stderr:  # click's own refusal of a directory has its usage block
+        assert len(lines) == 1 and lines[0].startswith("lockstep: --report "), proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing-directory", "under-a-file", "read-only", "directory"])
+def test_unwritable_report_stops_run_before_any_push(world: GitWorld, kind: str, request: Any) -> None:
+    """An unwritable ``--report`` was found only after both pushes (exit 0 and an error line): the
+    promotion happened without the report a pipeline relies on. Now exit 2 and nothing moved."""
+    read_only = request.getfixturevalue("read_only_dir") if kind == "read-only" else None
+    world.config()
+    report = bad_report_path(world, kind, read_only)
+    olds = prods(world)
+    proc = run_with_report(world, report, "run")
+    assert_report_refused(proc, report)
+    assert prods(world) == olds and records(world) == []
+    assert not (world.root / "no-such-dir").exists()
+    assert not any(s.requests for s in world.staging.values()), "staging was contacted"
+
+
+def split_world(world: GitWorld) -> dict[str, str | None]:
+    """alpha advanced, beta refused by a pre-receive hook (then removed): a split to reconcile."""
+    world.config()
+    olds = prods(world)
+    world.hook("beta", "pre-receive", "echo 'protected branch' >&2; exit 1")
+    assert world.run("run").code == 3
+    (world.repos["beta"] / "hooks" / "pre-receive").unlink()
+    return olds
+
+
+def test_unwritable_report_stops_reconcile_before_any_push(world: GitWorld) -> None:
+    olds = split_world(world)
+    report = world.root / "no-such-dir" / "report.json"
+    proc = run_with_report(world, report, "reconcile", "--forward", "--justification", "finish it")
+    assert_report_refused(proc, report)
+    assert world.sha("beta", "prod") == olds["beta"], "reconcile pushed despite the refusal"
+    assert len(records(world)) == 2  # only the split run's
+
+
+def test_unwritable_github_output_stops_reconcile_before_any_push(world: GitWorld) -> None:
+    """``run`` already refused an unwritable $GITHUB_OUTPUT before pushing; ``reconcile`` pushed and then
+    failed to write it (exit 0 with an error line)."""
+    olds = split_world(world)
+    event = world.root / "event.json"
+    event.write_text("{}")
+    (world.root / "outdir").mkdir()
+    env = world.env(GITHUB_ACTIONS="true", GITHUB_EVENT_NAME="workflow_dispatch",
+                    GITHUB_EVENT_PATH=str(event), GITHUB_ACTOR="octocat",
+                    GITHUB_OUTPUT=str(world.root / "outdir"))
+    proc = run_with_report(world, world.root / "report.json", "reconcile", "--forward",
+                           "--justification", "finish it", env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "GITHUB_OUTPUT" in proc.stderr and "nothing was pushed" in proc.stderr
+    assert world.sha("beta", "prod") == olds["beta"]
+
+
+def test_checking_the_report_path_creates_and_truncates_nothing(tmp_path: Path) -> None:
+    from lockstep.runner import check_report_path
+
+    new = tmp_path / "new.json"
+    check_report_path(new)
+    assert not new.exists()
+    old = tmp_path / "old.json"
+    old.write_text('{"previous": true}')
+    check_report_path(old)
+    assert old.read_text() == '{"previous": true}'
+    check_report_path(Path(os.devnull))  # a device: only its permission is checked

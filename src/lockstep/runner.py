@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -289,9 +291,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
     wiring = build_forge(config, env)
     log.add_secrets(*(env.get(name, "") for name in wiring.secret_vars))
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
-    output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
-    if output_path:
-        _check_writable(Path(output_path))
+    check_outputs(request, env)
 
     async def body(session: _Session) -> list[Report]:
         report = await session.run_gate(session.gate(), options)
@@ -351,6 +351,7 @@ def execute_reconcile(
     if wiring.records is None:
         raise UsageError("[gate] records = false: there are no promotion records to reconcile from")
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
+    check_outputs(request, env)
     records = wiring.records
 
     async def body(session: _Session) -> list[Report]:
@@ -367,6 +368,54 @@ def execute_reconcile(
         except ForgeError as exc:
             raise LockstepError(f"cannot read the promotion records: {exc}") from None
         return publish(reports[0], config, request, env)
+
+
+def check_outputs(request: RunRequest, env: Mapping[str, str]) -> None:
+    """Every file ``publish`` writes after the pushes, checked before the first one: a report that
+    cannot be written must stop the run while nothing has moved, not be an error line after it."""
+    if request.report_path is not None:
+        check_report_path(request.report_path)
+    output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
+    if output_path:
+        _check_writable(Path(output_path))
+
+
+def check_report_path(path: Path) -> None:
+    """Raise UsageError (exit 2) unless ``--report`` can be written; never creates or truncates it.
+
+    An existing regular file is opened for appending and closed; a device or
+    pipe (``/dev/stdout``) only needs write permission (opening a FIFO would
+    wait for, then end, its reader); a new file needs a directory it may create
+    files in.
+    """
+    problem = _report_problem(path)
+    if problem:
+        raise UsageError(f"--report {path}: {problem}; nothing was done")
+
+
+def _report_problem(path: Path) -> str | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        parent = path.resolve().parent  # a dangling link's file is created where it points
+        if not parent.exists():
+            return f"directory {parent} does not exist"
+        if not parent.is_dir():
+            return f"{parent} is not a directory"
+        if not os.access(parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            return f"cannot create files in {parent}"
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return None if os.access(path, os.W_OK) else "not writable"
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _check_writable(path: Path) -> None:
