@@ -355,3 +355,70 @@ def test_checking_the_report_path_creates_and_truncates_nothing(tmp_path: Path) 
     check_report_path(old)
     assert old.read_text() == '{"previous": true}'
     check_report_path(Path(os.devnull))  # a device: only its permission is checked
+
+
+# -- 5b. the config is a regular file of at most 1 MiB ---------------------------------------
+
+
+def _limit_memory() -> None:
+    """Keep a regression from eating the machine: ``--config /dev/zero`` once grew to 24 GB."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def bad_config(world: GitWorld, kind: str) -> Path:
+    if kind == "dev-zero":
+        return Path("/dev/zero")
+    path = world.root / f"config-{kind}.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "2-MiB":  # a valid config, padded with comments: only its size is wrong
+        text = world.config().read_text()
+        path.write_text(text + ("# padding" + " " * 90 + "\n") * (2 * 1024 * 1024 // 100))
+    return path
+
+
+# click refuses a directory given as --config itself (dir_okay=False); LOCKSTEP_CONFIG reaches lockstep
+CONFIG_CASES = [(kind, how) for kind in ("dev-zero", "fifo", "2-MiB", "directory")
+                for how in ("--config", "LOCKSTEP_CONFIG") if (kind, how) != ("directory", "--config")]
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize(("kind", "how"), CONFIG_CASES)
+def test_config_that_is_not_a_small_regular_file_is_one_line_exit_2(
+    world: GitWorld, kind: str, command: str, how: str
+) -> None:
+    """``/dev/zero`` grew without bound, a FIFO blocked forever and a 2 MiB file was read whole."""
+    path = bad_config(world, kind)
+    world.config()
+    olds = prods(world)
+    cmd = [sys.executable, "-m", "lockstep", command]
+    env = world.env()
+    if how == "--config":
+        cmd += ["--config", str(path)]
+    else:
+        env["LOCKSTEP_CONFIG"] = str(path)
+    try:
+        proc = subprocess.run(cmd, cwd=world.root, env=env, capture_output=True, text=True, timeout=20,
+                              check=False, preexec_fn=_limit_memory)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"lockstep {command} with {kind} as its config did not finish in 20 s")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"lockstep: {path}: "), lines[0]
+    assert ("regular file" in lines[0]) or ("larger than 1 MiB" in lines[0]), lines[0]
+    assert prods(world) == olds and records(world) == []
+
+
+def test_config_of_exactly_1_mib_still_loads(world: GitWorld) -> None:
+    from lockstep.config import MAX_CONFIG_BYTES, load_config
+
+    text = world.config().read_text()
+    path = world.root / "big.toml"
+    path.write_text(text + "#" * (MAX_CONFIG_BYTES - len(text.encode()) - 1) + "\n")
+    assert path.stat().st_size == MAX_CONFIG_BYTES
+    assert load_config(path, {}).gate.name == "test"

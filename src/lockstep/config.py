@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from lockstep.errors import ConfigError
 from lockstep.model import service_slug
 
 DEFAULT_CONFIG = "lockstep.toml"
+MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few KiB; anything bigger is a wrong path
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -309,12 +311,47 @@ def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read ``path`` and validate it against ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
+    return parse_config(read_config_text(path), env=env, source=str(path), base_dir=path.resolve().parent)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_config_text(path: Path) -> str:
+    """The config's text, read only from a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    ``--config /dev/zero`` used to grow without bound (ignoring Ctrl-C) and a
+    FIFO blocked forever: the file is opened non-blocking and checked with
+    ``fstat`` before a byte is read, and reading stops one byte past the limit
+    in case it grows meanwhile.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found (pass --config PATH or set LOCKSTEP_CONFIG)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: the config must be a regular file, this is {_kind(mode)}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the config is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    return parse_config(text, env=env, source=str(path), base_dir=path.resolve().parent)
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as text-mode reading did

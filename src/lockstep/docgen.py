@@ -473,10 +473,13 @@ HEADER = """\
 # Configuration reference
 
 lockstep reads one TOML file: `--config PATH`, else `$LOCKSTEP_CONFIG`, else
-`./lockstep.toml`. Paths in it (git repositories, the audit file) are relative
-to the file's directory, and checks run in that directory. Check a config, and
-the environment it needs, without contacting anything with `lockstep validate`;
-then `lockstep plan` shows what a run would do.
+`./lockstep.toml`. It must be a regular file (a symbolic link to one is fine)
+of at most 1 MiB, in UTF-8: a directory, FIFO or device (`/dev/zero`) is
+refused before anything is read, a larger file after reading at most 1 MiB
+(exit 2, one line). Paths in it (git repositories, the audit file) are
+relative to the file's directory, and checks run in that directory. Check a
+config, and the environment it needs, without contacting anything with
+`lockstep validate`; then `lockstep plan` shows what a run would do.
 
 Contents: [a minimal config](#a-minimal-config) ·
 """.rstrip("\n")
