@@ -13,13 +13,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from lockstep.scaffold import toml_string
 from tests.gitworld import GitWorld
 
 RECORDS_REF = "refs/lockstep/test/records"
@@ -422,3 +426,94 @@ def test_config_of_exactly_1_mib_still_loads(world: GitWorld) -> None:
     path.write_text(text + "#" * (MAX_CONFIG_BYTES - len(text.encode()) - 1) + "\n")
     assert path.stat().st_size == MAX_CONFIG_BYTES
     assert load_config(path, {}).gate.name == "test"
+
+
+# -- 5c. booleans are TOML booleans ------------------------------------------------------------
+
+
+def _bool_keys() -> list[str]:
+    """Every boolean key of the config, found in the models (a new one is covered automatically)."""
+    from lockstep import config as cfg
+
+    tables = {"gate": cfg.GateConfig, "bypass": cfg.BypassConfig, "recovery": cfg.RecoveryConfig,
+              "services[0]": cfg.ServiceConfig, "checks[0]": cfg.CheckConfig}
+    return [f"{table}.{name}" for table, model in tables.items()
+            for name, field in model.model_fields.items() if field.annotation is bool]
+
+
+BOOL_KEYS = _bool_keys()
+_LAX_TRUE_FALSE = ["yes", "no", "true", "false", "on", "off", "1", "0", "t", "f", "y", "n", "True"]
+
+
+def _toml_float(value: float) -> str:
+    if value != value:
+        return "nan"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return repr(value)
+
+
+NON_BOOLEANS = st.one_of(
+    st.sampled_from(_LAX_TRUE_FALSE).map(toml_string),  # what pydantic's lax bool took for a boolean
+    st.text(max_size=20).filter(lambda t: "${" not in t).map(toml_string),  # no ${VAR} to substitute
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(str),
+    st.floats().map(_toml_float),
+)
+
+
+def _config_with(key: str, value: str) -> str:
+    table, name = key.split(".")
+    gate = f"{name} = {value}\n" if table == "gate" else ""
+    text = (f'[gate]\nname = "t"\n{gate}\n[[services]]\nname = "a"\nrepo = "a.git"\n'
+            'health_url = "http://127.0.0.1:9/health"\nversion_url = "http://127.0.0.1:9/version"\n')
+    if table == "recovery":
+        text += f"\n[recovery]\n{name} = {value}\n"
+    return text
+
+
+def test_the_config_has_the_boolean_keys_this_file_covers() -> None:
+    assert BOOL_KEYS == ["gate.records", "recovery.allow_rollback"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.sampled_from(BOOL_KEYS), value=NON_BOOLEANS)
+@example(key="gate.records", value='"yes"')
+@example(key="recovery.allow_rollback", value="1")
+@example(key="recovery.allow_rollback", value="0.0")
+def test_a_boolean_key_refuses_anything_but_true_or_false(key: str, value: str) -> None:
+    """``records = "yes"`` and ``allow_rollback = 1`` used to validate (as true); every command that
+    loads the config now refuses them: exit 2, one line naming the key path."""
+    from click.testing import CliRunner
+
+    from lockstep.cli import cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lockstep.toml"
+        path.write_text(_config_with(key, value), encoding="utf-8")
+        for command in ("validate", "run", "plan"):
+            result = CliRunner().invoke(cli, [command, "--config", str(path)], env={"LOCKSTEP_CONFIG": None})
+            assert result.exit_code == 2, (command, value, result.output)
+            assert result.stderr.splitlines() == [
+                f"lockstep: {path}: {key}: must be true or false (a TOML boolean, not a string or a number)"
+            ], (command, value)
+
+
+@pytest.mark.parametrize("key", BOOL_KEYS)
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_key_takes_true_and_false(key: str, value: bool) -> None:
+    from lockstep.config import parse_config
+
+    config = parse_config(_config_with(key, str(value).lower()), env={}, source="t", base_dir=Path("."))
+    table, name = key.split(".")
+    assert getattr(getattr(config, table), name) is value
+
+
+def test_run_with_records_yes_moves_nothing(world: GitWorld) -> None:
+    """On main this run promoted both services (``"yes"`` read as true)."""
+    world.config(gate={"records": '"yes"'})
+    olds = prods(world)
+    res = world.run("run")
+    assert res.code == 2, res.err
+    assert res.err.strip() == (f"lockstep: {world.root / 'lockstep.toml'}: gate.records: must be true or false "
+                               "(a TOML boolean, not a string or a number)")
+    assert prods(world) == olds and records(world) == [] and res.report is None

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from lockstep.errors import ConfigError
 from lockstep.model import service_slug
@@ -81,7 +89,7 @@ class GateConfig(_Strict):
     lock: Literal["auto", "local", "ref", "none"] = "auto"
     lock_timeout: Duration = 1800.0
     lock_stale_after: Duration = 7200.0
-    records: bool = True
+    records: StrictBool = True
 
 
 class BypassConfig(_Strict):
@@ -90,7 +98,7 @@ class BypassConfig(_Strict):
 
 
 class RecoveryConfig(_Strict):
-    allow_rollback: bool = False
+    allow_rollback: StrictBool = False
     on_split: Literal["report", "rollback"] = "report"
 
 
@@ -279,6 +287,8 @@ def _describe(err: Mapping[str, Any]) -> str:
             msg = "must be an environment variable name"
     if kind == "literal_error":
         msg = f"must be one of {err['ctx']['expected']}"
+    if kind == "bool_type":  # StrictBool: "yes", 1 or "true" used to pass as true
+        msg = "must be true or false (a TOML boolean, not a string or a number)"
     return f"{loc}: {msg}"
 
 

@@ -517,13 +517,22 @@ A string of one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`:
 seconds (`90` = `"90s"`). Negative durations, other units (`"5 minutes"`,
 `"2d"`) and booleans are refused.
 
+### Booleans
+
+`records` and `allow_rollback` take the TOML booleans `true` and `false`
+only. A string or a number (`records = "yes"`, `allow_rollback = 1`,
+`"false"`) is a configuration error naming the key
+(`gate.records: must be true or false ...`), never interpreted.
+
 ### `${VAR}` substitution
 
 `${NAME}` in any string value, anywhere in the file, is replaced by the
 environment variable `NAME`, by lockstep itself: no shell ever sees the value,
 so quotes, `$(...)` or `;` in it stay literal. Substitution happens before
 validation, so a variable can hold any value type written as a string (a
-duration, a URL, a number inside `tracker = "OWNER/REPO#${ISSUE}"`).
+duration, a URL, a number inside `tracker = "OWNER/REPO#${ISSUE}"`), except a
+boolean: a substituted value is a string, and booleans must be `true` or
+`false`.
 
 * An unset variable is a configuration error naming the key and the variable
   (`services[0].health_url: environment variable API_STAGING_URL is not set`);
