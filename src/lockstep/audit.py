@@ -324,9 +324,9 @@ class FileAuditSink:
     previous one by ``---``) and one JSON line to ``<path>.jsonl``, each
     flushed and fsynced before returning.  The parent directory must already
     exist: creating it would hide a typo'd path.  Both files must be regular
-    files, never symbolic links (see :func:`tracker_problem`).  Any failure, including a
-    JSON failure after the markdown landed, raises AuditError so the bypass
-    is blocked.
+    files, never symbolic links (see :func:`tracker_problem`).  Any failure,
+    including a JSON failure after the markdown landed, raises AuditError so
+    the bypass is blocked.
     """
 
     def __init__(self, path: Path) -> None:

@@ -142,9 +142,10 @@ class LiveProgress:
     def close(self) -> None:
         try:
             self._live.refresh()
+            self._live.stop()
         except (OSError, ValueError):
-            log.silence(self.console.file)
-        self._live.stop()
+            log.silence(self.console.file)  # the terminal went away (SIGHUP): the report comes next
+            self._live.stop()  # a no-op if stop itself failed: its clean-up is in a finally
 
 
 def make_progress(env: Mapping[str, str], *, enabled: bool = True, stream: IO[str] | None = None) -> Progress:
