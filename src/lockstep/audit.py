@@ -245,18 +245,16 @@ def json_twin(path: Path) -> Path:
 
 
 def tracker_problem(path: Path) -> str | None:
-    """Why the git forge's audit log ``path`` (or its twin) cannot take a record, or None.
+    """Why the git forge's audit log ``path`` (or its twin) is not a file to append to, or None.
 
-    Checked before anything happens by ``run``, ``reconcile`` and ``validate``;
-    a file that does not exist yet is fine (the first record creates it), its
-    directory must exist.
+    Checked before anything happens by ``run``, ``reconcile`` and ``validate``.
+    A file that does not exist yet is fine (the first record creates it); a
+    missing directory is the sink's to report (``validate`` checks it too).
     """
     for candidate in (path, json_twin(path)):
         try:
             mode = candidate.lstat().st_mode
-        except FileNotFoundError:
-            if not candidate.parent.is_dir():
-                return f"directory {candidate.parent} does not exist"
+        except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as error:
             return f"{candidate}: {_one_line(error)}"

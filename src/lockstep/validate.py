@@ -207,6 +207,8 @@ def _git(config: Config, env: Mapping[str, str], result: Validation) -> None:
         problem = tracker_problem(tracker)
         if problem:
             result.problem(f"bypass.tracker: {problem}")
+        elif not tracker.parent.is_dir():
+            result.problem(f"bypass.tracker: directory {tracker.parent} does not exist")
 
 
 def _is_git_repo(path: Path) -> bool:
