@@ -134,7 +134,7 @@ def test_sighup_during_a_check_stops_it_and_moves_nothing(
     assert time.monotonic() - t0 < 7, "the report must be written within 7 s of SIGHUP"
     assert code == 1, (code, err)
     assert prods(world) == before
-    assert stopped.exists(), "the check was left running"
+    assert stopped.exists(), ("the check was not stopped with SIGTERM", err)
     report = json.loads(session.report.read_text())
     assert report["result"] == "blocked" and report["exit_code"] == 1
     check = next(s for s in report["steps"] if s["name"] == "check hang")
@@ -517,3 +517,38 @@ def test_run_with_records_yes_moves_nothing(world: GitWorld) -> None:
     assert res.err.strip() == (f"lockstep: {world.root / 'lockstep.toml'}: gate.records: must be true or false "
                                "(a TOML boolean, not a string or a number)")
     assert prods(world) == olds and records(world) == [] and res.report is None
+
+
+def test_a_signal_while_a_check_is_starting_still_gives_it_sigterm_and_its_grace(tmp_path: Path) -> None:
+    """A cancellation that landed while asyncio was still connecting a new check's pipes made asyncio
+    SIGKILL that one process: no SIGTERM, no grace, its own children left running. (Found as a rare
+    flake of the SIGHUP-during-a-check test under load.) SIGTERM is blocked here while the check starts,
+    as the mask is inherited, so the check sees it only once its handler is in place: deterministic."""
+    import asyncio
+
+    from lockstep.checks import run_check
+    from lockstep.config import CheckConfig
+
+    stopped = tmp_path / "stopped"
+    script = tmp_path / "slow_start.py"
+    script.write_text(
+        "import pathlib, signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path({str(stopped)!r}).touch(), sys.exit(0)))\n"
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
+        "time.sleep(30)\n"
+    )
+    check = CheckConfig(name="slow-start", run=(sys.executable, str(script)))
+
+    async def cancel_while_starting() -> None:
+        task = asyncio.create_task(run_check(check, env=dict(os.environ), kill_grace=10.0))
+        await asyncio.sleep(0)  # the task runs up to its first wait: the new process exists by then
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        asyncio.run(cancel_while_starting())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    assert stopped.exists(), "the check was killed without SIGTERM"
