@@ -356,8 +356,9 @@ def test_parent_is_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_disk_full() -> None:
-    _assert_blocked(Path("/dev/full"), "No space left on device")
+def test_a_device_is_not_a_regular_file() -> None:
+    """/dev/full once stood in for a full disk; a device is now refused before any byte is written."""
+    _assert_blocked(Path("/dev/full"), "is not a regular file")
     assert not Path("/dev/full.jsonl").exists()
 
 

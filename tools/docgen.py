@@ -105,8 +105,10 @@ DESCRIPTIONS: dict[str, str] = {
         "Where audit records go, each stored before any push. github: `OWNER/REPO#N`, an issue "
         "that receives one comment per record. git: a file, relative to this file, that receives "
         "a markdown section per record (plus one JSON line in `<file>.jsonl`); its directory must "
-        "exist. Unset: `--skip-gate`, `reconcile --justification` and `on_split = \"rollback\"` "
-        "are refused."
+        "exist, and the file and its `.jsonl` twin, once they exist, must be regular files, never "
+        "symbolic links (a link is not followed: `validate` and, before anything happens, any "
+        "`run` or `reconcile` that would write a record refuse it, exit 2). Unset: `--skip-gate`, "
+        "`reconcile --justification` and `on_split = \"rollback\"` are refused."
     ),
     "BypassConfig.allowed_actors": (
         "Who may bypass. Under GitHub Actions the actor is the account GitHub names "
@@ -475,10 +477,13 @@ HEADER = """\
 # Configuration reference
 
 lockstep reads one TOML file: `--config PATH`, else `$LOCKSTEP_CONFIG`, else
-`./lockstep.toml`. Paths in it (git repositories, the audit file) are relative
-to the file's directory, and checks run in that directory. Check a config, and
-the environment it needs, without contacting anything with `lockstep validate`;
-then `lockstep plan` shows what a run would do.
+`./lockstep.toml`. It must be a regular file (a symbolic link to one is fine)
+of at most 1 MiB, in UTF-8: a directory, FIFO or device (`/dev/zero`) is
+refused before anything is read, a larger file after reading at most 1 MiB
+(exit 2, one line). Paths in it (git repositories, the audit file) are
+relative to the file's directory, and checks run in that directory. Check a
+config, and the environment it needs, without contacting anything with
+`lockstep validate`; then `lockstep plan` shows what a run would do.
 
 Contents: [a minimal config](#a-minimal-config) ·
 """.rstrip("\n")
@@ -516,13 +521,22 @@ A string of one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`:
 seconds (`90` = `"90s"`). Negative durations, other units (`"5 minutes"`,
 `"2d"`) and booleans are refused.
 
+### Booleans
+
+`records` and `allow_rollback` take the TOML booleans `true` and `false`
+only. A string or a number (`records = "yes"`, `allow_rollback = 1`,
+`"false"`) is a configuration error naming the key
+(`gate.records: must be true or false ...`), never interpreted.
+
 ### `${VAR}` substitution
 
 `${NAME}` in any string value, anywhere in the file, is replaced by the
 environment variable `NAME`, by lockstep itself: no shell ever sees the value,
 so quotes, `$(...)` or `;` in it stay literal. Substitution happens before
 validation, so a variable can hold any value type written as a string (a
-duration, a URL, a number inside `tracker = "OWNER/REPO#${ISSUE}"`).
+duration, a URL, a number inside `tracker = "OWNER/REPO#${ISSUE}"`), except a
+boolean: a substituted value is a string, and booleans must be `true` or
+`false`.
 
 * An unset variable is a configuration error naming the key and the variable
   (`services[0].health_url: environment variable API_STAGING_URL is not set`);

@@ -14,15 +14,20 @@ the seed PR found:
   ``@path`` indirection that could be posted literally);
 * a sink that cannot store the record raises :class:`AuditError`, which
   blocks the bypass; the caller reports "audit stored" only after ``store``
-  returned.
+  returned;
+* the file sink appends only to regular files and never follows a symbolic
+  link at the tracker or its ``.jsonl`` twin: a planted ``audit.md -> ~/.bashrc``
+  would otherwise receive the record (and the audit trail would be elsewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +47,7 @@ __all__ = [
     "AuditService",
     "FileAuditSink",
     "render_markdown",
+    "tracker_problem",
     "utc_now",
     "validate_actor",
     "validate_justification",
@@ -234,15 +240,57 @@ def _one_line(error: BaseException) -> str:
     return clean_text(reason) or type(error).__name__
 
 
+def json_twin(path: Path) -> Path:
+    """The JSON-lines file kept beside the markdown audit log ``path``."""
+    return path.with_name(path.name + ".jsonl")
+
+
+def tracker_problem(path: Path) -> str | None:
+    """Why the git forge's audit log ``path`` (or its twin) is not a file to append to, or None.
+
+    Checked before anything happens by ``run``, ``reconcile`` and ``validate``.
+    A file that does not exist yet is fine (the first record creates it); a
+    missing directory is the sink's to report (``validate`` checks it too).
+    """
+    for candidate in (path, json_twin(path)):
+        try:
+            mode = candidate.lstat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:
+            return f"{candidate}: {_one_line(error)}"
+        if stat.S_ISLNK(mode):
+            return f"{candidate} is a symbolic link: the audit log must be a regular file"
+        if not stat.S_ISREG(mode):
+            return f"{candidate} is not a regular file"
+    return None
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    # O_NONBLOCK: a FIFO planted at the path must not hang the run before it is refused below
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+
+
 def _append(path: Path, text: str, separator: str) -> None:
     """Append ``text`` durably; a non-empty file first gets ``separator``.
 
     The file's last line is completed first if it lacks a newline, so a
     hand-edited log cannot glue our section or JSON line onto its last line.
+    Only a regular file is written, and a symbolic link is never followed
+    (``O_NOFOLLOW``), even one planted after ``run`` checked the path.
     """
     data = text.encode("utf-8")
-    with path.open("a+b") as handle:
-        size = os.fstat(handle.fileno()).st_size
+    try:
+        handle = open(path, "a+b", opener=_open_no_follow)  # noqa: SIM115 (closed by the with below)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EMLINK) and path.is_symlink():
+            raise ValueError("is a symbolic link: the audit log must be a regular file") from None
+        raise
+    with handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("is not a regular file")
+        size = info.st_size
         if size:
             handle.seek(size - 1)
             ended = handle.read(1) == b"\n"
@@ -274,14 +322,15 @@ class FileAuditSink:
     ``store`` appends the rendered section to ``path`` (separated from the
     previous one by ``---``) and one JSON line to ``<path>.jsonl``, each
     flushed and fsynced before returning.  The parent directory must already
-    exist: creating it would hide a typo'd path.  Any failure, including a
-    JSON failure after the markdown landed, raises AuditError so the bypass
-    is blocked.
+    exist: creating it would hide a typo'd path.  Both files must be regular
+    files, never symbolic links (see :func:`tracker_problem`).  Any failure,
+    including a JSON failure after the markdown landed, raises AuditError so
+    the bypass is blocked.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.json_path = self.path.with_name(self.path.name + ".jsonl")
+        self.json_path = json_twin(self.path)
 
     async def store(self, markdown: str, record: dict[str, object]) -> str:
         """Store the record; return the markdown file's path."""

@@ -142,6 +142,38 @@ async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
     await _wait_exit(proc, 5.0)  # SIGKILL is immediate unless the kernel is stuck
 
 
+async def _spawn(
+    check: CheckConfig, env: Mapping[str, str], cwd: str | os.PathLike[str] | None, grace: float
+) -> asyncio.subprocess.Process:
+    """Start the check in its own session.
+
+    A cancellation (a signal) that lands while asyncio is still connecting the
+    pipes of a process that already runs would make asyncio SIGKILL that one
+    process: no SIGTERM grace, and its own children left running.  The start
+    is shielded instead, and the new process group is stopped like any other.
+    """
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *check.run,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+        )
+    )
+    try:
+        return await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        try:
+            proc = await spawn
+        except OSError:
+            raise asyncio.CancelledError from None  # it never started: nothing to stop
+        await _stop_group(proc, grace)
+        raise
+
+
 async def _pump(
     stream: asyncio.StreamReader,
     emit: Callable[[str], None],
@@ -227,15 +259,7 @@ async def run_check(
         detail = f"check {check.name}: working directory not found: {clean_text(os.fspath(cwd))}"
         return CheckResult(check.name, False, 0.0, None, False, "", detail)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *check.run,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            cwd=cwd,
-        )
+        proc = await _spawn(check, env, cwd, kill_grace)
     except OSError as exc:
         return CheckResult(
             check.name, False, loop.time() - start, None, False, "", _start_failure(check, exc, cwd)

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from lockstep import redact
 from lockstep.errors import ConfigError
 from lockstep.model import service_slug
 
 DEFAULT_CONFIG = "lockstep.toml"
+MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few KiB; anything bigger is a wrong path
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -80,7 +90,7 @@ class GateConfig(_Strict):
     lock: Literal["auto", "local", "ref", "none"] = "auto"
     lock_timeout: Duration = 1800.0
     lock_stale_after: Duration = 7200.0
-    records: bool = True
+    records: StrictBool = True
 
 
 class BypassConfig(_Strict):
@@ -89,7 +99,7 @@ class BypassConfig(_Strict):
 
 
 class RecoveryConfig(_Strict):
-    allow_rollback: bool = False
+    allow_rollback: StrictBool = False
     on_split: Literal["report", "rollback"] = "report"
 
 
@@ -224,10 +234,15 @@ class Config(_Strict):
         return self
 
     def tracker_path(self) -> Path | None:
-        """The git forge's audit file, relative to the config's directory."""
+        """The git forge's audit file, relative to the config's directory.
+
+        Only its directory is resolved: resolving the file itself would follow
+        a symbolic link planted there, which the audit sink refuses.
+        """
         if not self.bypass.tracker:
             return None
-        return (self.base_dir / self.bypass.tracker).resolve()
+        path = self.base_dir / self.bypass.tracker
+        return path.parent.resolve() / path.name
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -273,6 +288,8 @@ def _describe(err: Mapping[str, Any]) -> str:
             msg = "must be an environment variable name"
     if kind == "literal_error":
         msg = f"must be one of {err['ctx']['expected']}"
+    if kind == "bool_type":  # StrictBool: "yes", 1 or "true" used to pass as true
+        msg = "must be true or false (a TOML boolean, not a string or a number)"
     return f"{loc}: {msg}"
 
 
@@ -309,14 +326,49 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     registered with :mod:`lockstep.redact` at once, so no later output can show them.
     """
     env = os.environ if env is None else env
+    config = parse_config(read_config_text(path), env=env, source=str(path), base_dir=path.resolve().parent)
+    redact.register_config(config, env)
+    return config
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_config_text(path: Path) -> str:
+    """The config's text, read only from a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    ``--config /dev/zero`` used to grow without bound (ignoring Ctrl-C) and a
+    FIFO blocked forever: the file is opened non-blocking and checked with
+    ``fstat`` before a byte is read, and reading stops one byte past the limit
+    in case it grows meanwhile.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found (pass --config PATH or set LOCKSTEP_CONFIG)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: the config must be a regular file, this is {_kind(mode)}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the config is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    config = parse_config(text, env=env, source=str(path), base_dir=path.resolve().parent)
-    redact.register_config(config, env)
-    return config
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as text-mode reading did

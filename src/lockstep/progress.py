@@ -138,12 +138,19 @@ class LiveProgress:
     def check_line(self, check: str, line: str) -> None:
         from rich.markup import escape
 
-        text = f"[dim]{escape('[' + scrub(check) + ']')}[/] {escape(scrub(line))}"
-        self._live.console.print(text, highlight=False)
+        try:
+            text = f"[dim]{escape('[' + scrub(check) + ']')}[/] {escape(scrub(line))}"
+            self._live.console.print(text, highlight=False)
+        except (OSError, ValueError):
+            log.silence(self.console.file)  # the terminal went away (SIGHUP): the run goes on
 
     def close(self) -> None:
-        self._live.refresh()
-        self._live.stop()
+        try:
+            self._live.refresh()
+            self._live.stop()
+        except (OSError, ValueError):
+            log.silence(self.console.file)  # the terminal went away (SIGHUP): the report comes next
+            self._live.stop()  # a no-op if stop itself failed: its clean-up is in a finally
 
 
 def make_progress(env: Mapping[str, str], *, enabled: bool = True, stream: IO[str] | None = None) -> Progress:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from lockstep import actions, forges, log, redact
-from lockstep.audit import validate_actor, validate_justification
+from lockstep.audit import tracker_problem, validate_actor, validate_justification
 from lockstep.config import Config
 from lockstep.engine.gate import Cancellation, Gate, RunOptions
 from lockstep.engine.reconcile import (
@@ -163,6 +165,16 @@ def _actions_actor(flag: str | None, env: Mapping[str, str]) -> str | None:
     return named
 
 
+def check_tracker(config: Config, *, will_audit: bool) -> None:
+    """Refuse a git-forge audit log that is a symlink or not a regular file before anything happens
+    (exit 2), not after health, version and checks ran; the sink re-checks as it writes."""
+    path = config.tracker_path() if config.gate.forge == "git" else None
+    if will_audit and path is not None:
+        problem = tracker_problem(path)
+        if problem:
+            raise UsageError(f"bypass.tracker: {problem}")
+
+
 @contextlib.asynccontextmanager
 async def _lock(config: Config, env: Mapping[str, str], wiring: Wiring) -> AsyncIterator[None]:
     mode = config.gate.lock
@@ -180,8 +192,13 @@ async def _lock(config: Config, env: Mapping[str, str], wiring: Wiring) -> Async
         yield
 
 
+# SIGHUP is a closed terminal or ssh session: as much a request to stop as SIGTERM, and its default
+# action (die at once) would leave a push landing after lockstep, with no report and no record.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _SignalRouter:
-    """The process's SIGINT/SIGTERM handler for a whole command.
+    """The process's SIGINT/SIGTERM/SIGHUP handler for a whole command.
 
     While a session runs, a signal becomes a safe stop on its event loop; before and
     after it (config checks, writing the report), it is only noted: the report of
@@ -205,7 +222,7 @@ class _SignalRouter:
 @contextlib.contextmanager
 def _signals_routed() -> Iterator[_SignalRouter]:
     router = _SignalRouter()
-    previous = {sig: signal.signal(sig, router) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, router) for sig in STOP_SIGNALS}
     try:
         yield router
     finally:
@@ -216,7 +233,7 @@ def _signals_routed() -> Iterator[_SignalRouter]:
 
 
 class _Session:
-    """Runs gates one after another under one lock, turning SIGINT/SIGTERM into a safe stop."""
+    """Runs gates one after another under one lock, turning SIGINT/SIGTERM/SIGHUP into a safe stop."""
 
     def __init__(
         self,
@@ -299,11 +316,10 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
     protect_secrets(config, env)
     refuse_secrets_in_urls(config, env)
     options = resolve_options(config, request, env)
+    check_tracker(config, will_audit=options.skip_gate or config.recovery.on_split == "rollback")
     wiring = build_forge(config, env)
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
-    output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
-    if output_path:
-        _check_writable(Path(output_path))
+    check_outputs(request, env)
 
     async def body(session: _Session) -> list[Report]:
         gate = session.gate()
@@ -351,10 +367,12 @@ def execute_reconcile(
         config, RunRequest(skip_gate=bypass, justification=request.justification, actor=request.actor), env
     )
     options.mode = f"reconcile-{direction}"
+    check_tracker(config, will_audit=bypass)
     wiring = build_forge(config, env)
     if wiring.records is None:
         raise UsageError("[gate] records = false: there are no promotion records to reconcile from")
     refuse_secrets_in_checks(config, wiring.secret_vars, env)
+    check_outputs(request, env)
     records = wiring.records
 
     async def body(session: _Session) -> list[Report]:
@@ -371,6 +389,54 @@ def execute_reconcile(
         except ForgeError as exc:
             raise LockstepError(f"cannot read the promotion records: {exc}") from None
         return publish(reports[0], config, request, env)
+
+
+def check_outputs(request: RunRequest, env: Mapping[str, str]) -> None:
+    """Every file ``publish`` writes after the pushes, checked before the first one: a report that
+    cannot be written must stop the run while nothing has moved, not be an error line after it."""
+    if request.report_path is not None:
+        check_report_path(request.report_path)
+    output_path = env.get("GITHUB_OUTPUT") if actions.in_actions(env) else None
+    if output_path:
+        _check_writable(Path(output_path))
+
+
+def check_report_path(path: Path) -> None:
+    """Raise UsageError (exit 2) unless ``--report`` can be written; never creates or truncates it.
+
+    An existing regular file is opened for appending and closed; a device or
+    pipe (``/dev/stdout``) only needs write permission (opening a FIFO would
+    wait for, then end, its reader); a new file needs a directory it may create
+    files in.
+    """
+    problem = _report_problem(path)
+    if problem:
+        raise UsageError(f"--report {path}: {problem}; nothing was done")
+
+
+def _report_problem(path: Path) -> str | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        parent = path.resolve().parent  # a dangling link's file is created where it points
+        if not parent.exists():
+            return f"directory {parent} does not exist"
+        if not parent.is_dir():
+            return f"{parent} is not a directory"
+        if not os.access(parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            return f"cannot create files in {parent}"
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return None if os.access(path, os.W_OK) else "not writable"
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _check_writable(path: Path) -> None:
@@ -416,12 +482,12 @@ def publish(report: Report, config: Config, request: RunRequest, env: Mapping[st
             actions.annotation("error", " ".join(report.messages) or report.result.value, title="lockstep")
         elif report.result in (Result.BLOCKED, Result.ROLLED_BACK):
             actions.annotation("warning", " ".join(report.messages) or "blocked", title="lockstep")
+    # log.write: a terminal closed by now (SIGHUP) loses the screen copy, never the exit code
     if request.json_out:
-        sys.stdout.write(render_json(report))
-        sys.stderr.write(markdown + "\n")
+        log.write(sys.stdout, render_json(report))
+        log.write(sys.stderr, markdown + "\n")
     else:
-        sys.stdout.write(markdown + "\n")
-    sys.stdout.flush()
+        log.write(sys.stdout, markdown + "\n")
     for problem in problems:
         log.error(problem)
     if report.fix_command:

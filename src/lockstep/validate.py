@@ -10,7 +10,9 @@ What is checked (each problem is one line naming the key or variable to fix):
   ``OWNER/REPO#N``; finally :meth:`GitHubForge.from_env` itself is built over a
   transport that refuses every request, then closed;
 * git forge: ``git`` on ``PATH``, each local repository exists and is a git
-  repository (remote URLs are not contacted), the tracker file's directory;
+  repository (remote URLs are not contacted), the tracker file's directory,
+  and that the tracker and its ``.jsonl`` twin are regular files if they exist
+  (never symbolic links: :func:`lockstep.audit.tracker_problem`);
 * checks: ``argv[0]`` on ``PATH`` (or, with a ``/``, an executable file
   relative to the config), and no token value spelled into a check or a URL.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from lockstep.audit import tracker_problem
 from lockstep.config import Config, load_config
 from lockstep.errors import ConfigError, UsageError
 from lockstep.redact import READ_TOKEN_VARS, token_vars
@@ -201,8 +204,9 @@ def _git(config: Config, env: Mapping[str, str], result: Validation) -> None:
     if tracker is None:
         result.warning("bypass.tracker is not set: `lockstep run --skip-gate` will be refused")
     elif not _unset(str(config.bypass.tracker)):
-        if tracker.is_dir():
-            result.problem(f"bypass.tracker: {tracker} is a directory, not a file")
+        problem = tracker_problem(tracker)
+        if problem:
+            result.problem(f"bypass.tracker: {problem}")
         elif not tracker.parent.is_dir():
             result.problem(f"bypass.tracker: directory {tracker.parent} does not exist")
 
