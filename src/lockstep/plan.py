@@ -58,7 +58,6 @@ async def build_plan(config: Config, forge: Forge) -> list[PlanRow]:
 class Status:
     rows: list[PlanRow]
     assessment: Assessment
-    records_error: str | None = None
 
 
 async def build_status(config: Config, forge: Forge, records: RecordStore | None) -> Status:
@@ -81,7 +80,7 @@ async def build_status(config: Config, forge: Forge, records: RecordStore | None
     assessment = assess(latest_run(history), targets, unreadable, sources)
     if error:
         assessment.verdict, assessment.explanation = "unknown", error
-    return Status(rows, assessment, error)
+    return Status(rows, assessment)
 
 
 def render_status(status: Status, config: Config, config_path: str) -> str:

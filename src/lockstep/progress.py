@@ -31,7 +31,6 @@ class Progress(Protocol):
 
     def service(self, name: str, what: str, text: str) -> None: ...
 
-    def check_line(self, check: str, line: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -59,9 +58,6 @@ class PlainProgress:
 
     def service(self, name: str, what: str, text: str) -> None:
         log.info(f"  {name}: {what} {text}")
-
-    def check_line(self, check: str, line: str) -> None:
-        log.info(f"[{check}] {line}")
 
     def close(self) -> None:
         if self._grouped:
@@ -134,15 +130,6 @@ class LiveProgress:
 
     def service(self, name: str, what: str, text: str) -> None:
         self.state.services.setdefault(scrub(name), {})[what] = scrub(text)
-
-    def check_line(self, check: str, line: str) -> None:
-        from rich.markup import escape
-
-        try:
-            text = f"[dim]{escape('[' + scrub(check) + ']')}[/] {escape(scrub(line))}"
-            self._live.console.print(text, highlight=False)
-        except (OSError, ValueError):
-            log.silence(self.console.file)  # the terminal went away (SIGHUP): the run goes on
 
     def close(self) -> None:
         try:

@@ -119,7 +119,6 @@ class Gate:
         self._external_check = external_check
         self._probes: httpx.AsyncClient | None = None
         self.progress: Progress = progress or PlainProgress(env)
-        self._options = RunOptions()
         self._heads: dict[str, Heads] = {}
         self._report: Report | None = None
         # the targets were split when this run started (by the run in _split.record): the run
@@ -176,7 +175,6 @@ class Gate:
             ServiceReport(name=s.name, repo=s.repo, source=s.source, target=s.target) for s in cfg.services
         ]
         self._report = report
-        self._options = options
         report.run_id = options.run_id
         try:
             await self._run(report, options)
