@@ -268,7 +268,7 @@ def import_costs() -> dict[str, dict[str, float]]:
     """Self import time (ms) summed by top-level package, for --version and for the run path."""
     probes = {
         "--version": ["-m", "lockstep", "--version"],
-        "run path": ["-c", "import lockstep.cli, lockstep.runner, lockstep.forges.github.forge"],
+        "run path": ["-c", "import lockstep.cli, lockstep.engine.run, lockstep.forges.github.forge"],
     }
     out: dict[str, dict[str, float]] = {}
     for label, args in probes.items():

@@ -13,7 +13,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 CONCRETE_FORGES = ("lockstep.forges.git", "lockstep.forges.github")
 # the run itself: it reaches a forge only through lockstep.forges (the registry) and its protocols
-ENGINE = ("lockstep.engine.gate", "lockstep.engine.reconcile", "lockstep.records", "lockstep.runner", "lockstep.plan",
+ENGINE = ("lockstep.engine.gate", "lockstep.engine.reconcile", "lockstep.records", "lockstep.engine.run", "lockstep.engine.prepare",
+          "lockstep.engine.session", "lockstep.engine.publish", "lockstep.plan",
           "lockstep.probes", "lockstep.checks", "lockstep.report", "lockstep.model")
 
 

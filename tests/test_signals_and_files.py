@@ -349,7 +349,7 @@ def test_unwritable_github_output_stops_reconcile_before_any_push(world: GitWorl
 
 
 def test_checking_the_report_path_creates_and_truncates_nothing(tmp_path: Path) -> None:
-    from lockstep.runner import check_report_path
+    from lockstep.engine.prepare import check_report_path
 
     new = tmp_path / "new.json"
     check_report_path(new)

@@ -107,7 +107,8 @@ timeout = "30s"
 
 def run_demo(directory: Path | None, scenario: str) -> int:
     from lockstep.config import load_config
-    from lockstep.runner import RunRequest, execute_run
+    from lockstep.engine.prepare import RunRequest
+    from lockstep.engine.run import execute_run
 
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="lockstep-demo-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -240,7 +240,7 @@ def _checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
 
 def _misplaced_secrets(config: Config, env: Mapping[str, str], result: Validation) -> None:
     """What ``run`` refuses before anything else: a token in a URL, or in a check."""
-    from lockstep.runner import check_secret_vars, refuse_secrets_in_checks, refuse_secrets_in_urls
+    from lockstep.engine.prepare import check_secret_vars, refuse_secrets_in_checks, refuse_secrets_in_urls
 
     try:
         refuse_secrets_in_urls(config, env)

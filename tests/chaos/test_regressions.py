@@ -114,7 +114,7 @@ def test_timed_out_first_attempt_is_still_in_flight_when_the_retry_fails(
 
 _PUBLISH_SIGTERM = """\
 import os, runpy, signal, sys
-import lockstep.runner as runner
+import lockstep.engine.run as runner
 _publish = runner.publish
 def publish(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)  # e.g. `timeout`, systemd or Kubernetes stopping the job now

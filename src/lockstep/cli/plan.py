@@ -26,9 +26,9 @@ def plan(config_path: Path | None) -> int:
     """
     import asyncio
 
+    from lockstep.engine.prepare import build_forge, protect_secrets
     from lockstep.plan import build_plan, plan_exit_code, render_plan
     from lockstep.redact import scrub
-    from lockstep.runner import build_forge, protect_secrets
 
     config = load(config_path)
     protect_secrets(config, os.environ)

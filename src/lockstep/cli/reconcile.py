@@ -40,8 +40,9 @@ def reconcile(config_path: Path | None, direction: str | None, justification: st
       lockstep reconcile --forward --recheck
       lockstep reconcile --rollback --justification "undo run 4f2a: beta cannot ship today"
     """
+    from lockstep.engine.prepare import RunRequest
+    from lockstep.engine.run import execute_reconcile
     from lockstep.errors import UsageError
-    from lockstep.runner import RunRequest, execute_reconcile
 
     if direction is None:
         raise UsageError("say --forward or --rollback")

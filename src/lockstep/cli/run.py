@@ -43,7 +43,8 @@ def run(config_path: Path | None, skip_gate: bool, justification: str | None, ac
       lockstep run --config gates/bs-lml.toml --report report.json
       lockstep run --skip-gate --justification "hotfix for INC-123, staging down"
     """
-    from lockstep.runner import RunRequest, execute_run
+    from lockstep.engine.prepare import RunRequest
+    from lockstep.engine.run import execute_run
 
     config = load(config_path)
     request = RunRequest(skip_gate=skip_gate, justification=justification, actor=actor,

@@ -32,9 +32,9 @@ def status(config_path: Path | None, json_out: bool) -> int:
     import asyncio
     import json
 
+    from lockstep.engine.prepare import build_forge, protect_secrets
     from lockstep.plan import build_status, render_status
     from lockstep.redact import scrub, scrub_data
-    from lockstep.runner import build_forge, protect_secrets
 
     config = load(config_path)
     protect_secrets(config, os.environ)
