@@ -14,13 +14,14 @@ benchmark can measure when a poller first saw a service ready.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
+
+from lockstep.loopback import LoopbackServer
 
 
 @dataclass
@@ -45,24 +46,12 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # The default backlog (5) drops SYNs when 50 probes connect at once: each retry costs 1 s.
-    request_queue_size = 256
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up (a probe timing out, a process exiting) is normal here.
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
 class MultiStaging:
     """``with MultiStaging() as st: st.set("svc-0", sha); st.url_for("svc-0")``."""
 
     def __init__(self, latency: float = 0.0) -> None:
         self._shared = _Shared(latency=latency)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     @property
     def latency(self) -> float:
@@ -75,7 +64,7 @@ class MultiStaging:
     @property
     def url(self) -> str:
         assert self._server is not None, "use MultiStaging as a context manager"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def url_for(self, service: str) -> str:
         return f"{self.url}/{service}"
@@ -148,12 +137,8 @@ class MultiStaging:
                 self.end_headers()
                 self.wfile.write(body)
 
-        server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(Handler)
+        self._server.start(poll_interval=0.2)
         return self
 
     def __exit__(
@@ -162,7 +147,5 @@ class MultiStaging:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        assert self._server is not None
+        self._server.stop()

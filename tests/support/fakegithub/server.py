@@ -15,18 +15,17 @@ import itertools
 import json
 import re
 import socket
-import socketserver
-import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from lockstep.loopback import LoopbackServer
 from tests.support.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
 from tests.support.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
 from tests.support.fakegithub.faults import Fault, Injection
@@ -70,21 +69,8 @@ class _Reply:
     response: Response | None  # None: close the connection without answering
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _Server(LoopbackServer):
     fake: FakeGitHub
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): slow in sandboxes.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out or hung up mid-answer is normal in fault tests.
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -192,7 +178,6 @@ class FakeGitHub:
         self._connections: dict[int, socket.socket] = {}
         self._connection_ids = itertools.count(1)
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.latency = 0.0
         self.url = ""
 
@@ -202,15 +187,12 @@ class FakeGitHub:
         """Bind 127.0.0.1 on an OS-chosen port and serve in a daemon thread."""
         if self._server is not None:
             return self
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(_Handler)
         server.fake = self
         self._server = server
-        self.url = f"http://127.0.0.1:{server.server_port}"
+        self.url = server.url
         self._world.api_url = self.url
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        server.start(poll_interval=0.02)
         return self
 
     def stop(self) -> None:
@@ -224,9 +206,7 @@ class FakeGitHub:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        server.stop()  # closes the socket and joins the serving thread (shutdown is already done)
 
     def __enter__(self) -> FakeGitHub:
         return self.start()

@@ -1,0 +1,54 @@
+"""One HTTP server on 127.0.0.1, served from a daemon thread.
+
+The demo's staging services are built on it, and so are the test suite's and the
+benchmarks' servers (the staging stubs, the fake GitHub), so every loopback server
+binds, queues, ignores hung-up clients and stops the same way.
+"""
+
+from __future__ import annotations
+
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` on 127.0.0.1 (port 0: one the OS picks) with a thread to serve from."""
+
+    daemon_threads = True
+    # The default backlog (5) drops SYNs when 50 probes connect at once: each retry costs 1 s.
+    request_queue_size = 256
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self._thread: threading.Thread | None = None
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): slow in sandboxes.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up mid-answer (a probe giving up, a process exiting) is normal.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def start(self, poll_interval: float = 0.05) -> None:
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and wait (briefly) for the serving thread."""
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
