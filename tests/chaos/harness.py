@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lockstep.scaffold import toml_string
 from tests.support.staging import Staging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -1303,8 +1304,9 @@ class ScenarioResult:
 
 
 def _toml(value: Any) -> str:
+    """A TOML value (json.dumps is not a TOML encoder: it leaves DEL raw, which tomllib rejects)."""
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):

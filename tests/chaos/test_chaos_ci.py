@@ -15,13 +15,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.chaos.harness import (
     INVARIANTS,
     Observation,
+    _toml,
     check_invariants,
     generate,
     known_bug,
@@ -155,3 +159,9 @@ def test_checker_catches_a_write_after_a_failed_one(clean: Observation) -> None:
     final[first] = clean.start[first]
     found = _broken(clean, final_seen=final)
     assert any("did not land" in v for v in found), found
+
+
+@given(st.text())
+def test_the_harness_writes_toml_strings_tomllib_reads_back(value: str) -> None:
+    """``json.dumps`` is not a TOML encoder (it leaves DEL raw, which tomllib rejects)."""
+    assert tomllib.loads("a = " + _toml(value))["a"] == value
