@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.scaffold import toml_string
+from tests.support.outputs import parse_output_file
 from tests.support.staging import Staging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -1638,28 +1639,6 @@ def _outputs_of(obs: Observation) -> list[tuple[str, str]]:
     return texts
 
 
-def _parse_outputs(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delim = line.split("<<", 1)
-            j = i + 1
-            while j < len(lines) and lines[j] != delim:
-                j += 1
-            out[name] = "\n".join(lines[i + 1 : j])
-            i = j + 1
-        elif "=" in line:
-            name, value = line.split("=", 1)
-            out[name] = value
-            i += 1
-        else:
-            i += 1
-    return out
-
-
 @dataclass(frozen=True)
 class Facts:
     """What the invariants derive from one observation, computed once by :meth:`of`.
@@ -2047,7 +2026,10 @@ def github_output_matches_report(obs: Observation, f: Facts) -> list[str]:
     if f.report is None or not (obs.sc.actions and obs.outputs and f.code in (0, 1, 3)):
         return []
     result = f.report.get("result")
-    outs = _parse_outputs(obs.outputs)
+    try:
+        outs = parse_output_file(obs.outputs, unique=True)  # as the runner reads it, strictly
+    except AssertionError as exc:
+        return [f"GITHUB_OUTPUT cannot be read as the runner reads it: {exc}"]
     if outs.get("result") != result:
         return [f"GITHUB_OUTPUT result={outs.get('result')} but the report says {result}"]
     return []
