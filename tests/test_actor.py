@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.gitworld import CliResult, GitWorld
+from tests.support.cli import CliResult
+from tests.support.gitworld import GitWorld
 
 
 def _bypass_in_actions(world: GitWorld, *flags: str, actor: str) -> CliResult:

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.support.gitworld import CliResult, GitWorld, build_world
+from tests.support.cli import CliResult
+from tests.support.gitworld import GitWorld, build_world
 
 RECORDS_REF = "refs/lockstep/test/records"
 ROLLBACK = "[recovery]\nallow_rollback = true\n"

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import CliResult
 from tests.support.fakegithub import Fault
 from tests.support.githubworld import GATE, REPOS, TRACKER_ISSUE, TRACKER_REPO, GitHubWorld, build_world
-from tests.support.gitworld import CliResult
 
 pytestmark = pytest.mark.timeout(60)
 

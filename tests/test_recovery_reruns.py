@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import CliResult
 from tests.support.githubworld import REPOS, GitHubWorld
 from tests.support.githubworld import build_world as build_github_world
-from tests.support.gitworld import CliResult, GitWorld
+from tests.support.gitworld import GitWorld
 
 ROLLBACK = "\n[recovery]\nallow_rollback = true\n"
 

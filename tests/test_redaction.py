@@ -27,8 +27,9 @@ from rich.console import Console
 
 from lockstep.progress import LiveProgress
 from tests.support import githubworld
+from tests.support.cli import CliResult
 from tests.support.githubworld import GitHubWorld
-from tests.support.gitworld import CliResult, GitWorld
+from tests.support.gitworld import GitWorld
 from tests.support.staging import closed_port_url
 
 READ_TOKEN = "ghp_PLANTEDreadTOKEN" + "r" * 20

@@ -16,15 +16,14 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.cli import CliResult, lockstep_argv, run_cli
 from tests.support.fakegithub import FakeGitHub, RecordedRequest
-from tests.support.gitworld import CliResult
 from tests.support.outputs import parse_output_file
 from tests.support.staging import Staging
 
@@ -164,29 +163,17 @@ class GitHubWorld:
 
     # ---- running --------------------------------------------------------------------
 
-    def _cmd(self, args: tuple[str, ...]) -> list[str]:
-        cmd = [sys.executable, "-m", "lockstep", *args]
-        if args and args[0] == "run":
-            cmd += ["--config", str(self.root / "lockstep.toml"), "--report", str(self.report_path)]
-        return cmd
-
     @property
     def report_path(self) -> Path:
         return self.root / "report.json"
 
     def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> CliResult:
-        self.report_path.unlink(missing_ok=True)
-        proc = subprocess.run(
-            self._cmd(args), cwd=self.root, env=dict(env or self.env()), capture_output=True,
-            text=True, timeout=timeout, check=False,
-        )
-        data = json.loads(self.report_path.read_text()) if self.report_path.exists() else None
-        return CliResult(proc.returncode, proc.stdout, proc.stderr, data)
+        return run_cli(self.root, args, env or self.env(), timeout)
 
     def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         self.report_path.unlink(missing_ok=True)
         return subprocess.Popen(
-            self._cmd(args), cwd=self.root, env=dict(env or self.env()), stdout=subprocess.PIPE,
+            lockstep_argv(self.root, args, self.report_path), cwd=self.root, env=dict(env or self.env()), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )
 

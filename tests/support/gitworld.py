@@ -6,7 +6,6 @@ true positions straight from the bare repositories.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,21 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.demo import git, make_repo
+from tests.support.cli import CliResult, run_cli
 from tests.support.staging import Staging
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-    report: dict[str, Any] | None
-
-    @property
-    def all_output(self) -> str:
-        return self.out + self.err + (json.dumps(self.report) if self.report else "")
 
 
 @dataclass
@@ -97,15 +85,7 @@ class GitWorld:
         return env
 
     def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> CliResult:
-        report = self.root / "report.json"
-        report.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "lockstep", *args]
-        if args and args[0] == "run":
-            cmd += ["--config", str(self.root / "lockstep.toml"), "--report", str(report)]
-        proc = subprocess.run(cmd, cwd=self.root, env=dict(env or self.env()), capture_output=True,
-                              text=True, timeout=timeout, check=False)
-        data = json.loads(report.read_text()) if report.exists() else None
-        return CliResult(proc.returncode, proc.stdout, proc.stderr, data)
+        return run_cli(self.root, args, env or self.env(), timeout)
 
     def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         cmd = [sys.executable, "-m", "lockstep", *args, "--config", str(self.root / "lockstep.toml"),
