@@ -29,7 +29,7 @@ from lockstep.cli import init as cli_init
 from lockstep.config import parse_config
 from lockstep.scaffold import config_variables, toml_string
 from tests.support.fakegithub import FakeGitHub, Fault
-from tests.test_workflows_lint import _actionlint, _format, run_scripts, step_env, top_level_blocks
+from tests.support.workflows import actionlint, format_findings, run_scripts, step_env, top_level_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "setup.md"
@@ -162,7 +162,7 @@ def test_init_github_prints_the_staging_dispatch_job(gate: Path) -> None:
         assert name in out  # the next steps name what to create
 
 
-def test_generated_workflow_and_dispatch_job_pass_actionlint(gate: Path) -> None:
+def test_generated_workflow_and_dispatch_job_passactionlint(gate: Path) -> None:
     result = invoke(["init", *GITHUB_ARGS])
     job = result.stdout.split("under `jobs:`:\n", 1)[1]
     service_workflow = (
@@ -170,12 +170,12 @@ def test_generated_workflow_and_dispatch_job_pass_actionlint(gate: Path) -> None
         "  deploy-staging:\n    runs-on: ubuntu-latest\n    steps:\n      - run: ./deploy.sh\n" + job
     )
     assert "${{" not in "".join(s for _, s in run_scripts(service_workflow))
-    results = _actionlint({
+    results = actionlint({
         "lockstep.yml": (gate / ".github" / "workflows" / "lockstep.yml").read_text(),
         "service.yml": service_workflow,
     })
     problems = {name: rs for name, rs in results.items() if rs}
-    assert not problems, _format(problems)
+    assert not problems, format_findings(problems)
 
 
 # --------------------------------------------------------------------------- init: refusals and prompts

