@@ -31,7 +31,7 @@ from lockstep.audit import (
 )
 from lockstep.errors import AuditError, UsageError
 from lockstep.model import Sha
-from tests.test_markdown import BIDI, FRAGMENTS, expected_fence_content, tricky_text
+from tests.support.markdown_text import BIDI, FRAGMENTS, expected_fence_content, tricky_text
 
 MD = MarkdownIt("commonmark").enable("table")
 

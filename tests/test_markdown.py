@@ -1,105 +1,26 @@
 """The safe-rendering primitives hold for any text, checked by a real CommonMark parser.
 
 Expected outputs come from an independent reference of the documented
-transformation (``_reference_escape``), not from the module under test.
+transformation (``reference_escape`` in tests/support/markdown_text.py), not from the module under test.
 """
 
 from __future__ import annotations
 
-import unicodedata
-
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from lockstep.markdown import code_block, escape_controls, has_bidi, inline_code, table_cell
-
-MD = MarkdownIt("commonmark").enable("table")
-
-BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-
-# Fragments that have broken markdown quoting before (the seed's iterations 2-4 and more).
-FRAGMENTS = [
-    *("`" * n for n in range(1, 13)),
-    *("~" * n for n in range(1, 8)),
-    "EOF",
-    "\n",
-    "\r",
-    "\r\n",
-    "\u2028",
-    "\u2029",
-    "\x00",
-    "\x0b",
-    "\x0c",
-    "\x1b[31m",
-    "\x7f",
-    "\x85",
-    "\ufeff",
-    "\u200b",
-    *BIDI,
-    "@team",
-    "@/tmp/tmp.abc",
-    "[link](http://x)",
-    "![img](http://x/i.png)",
-    "<http://x>",
-    "# heading",
-    "===",
-    "---",
-    "> quote",
-    "- item",
-    "1. item",
-    "    indented",
-    "<script>alert(1)</script>",
-    "<!--",
-    "&amp;",
-    "\\",
-    "|",
-    "*",
-    "_",
-    " ",
-    "\t",
-    "text",
-]
-
-tricky_text = st.one_of(
-    st.text(),
-    st.lists(st.sampled_from(FRAGMENTS), max_size=25).map("".join),
-    st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=5)), max_size=15).map(
-        "".join
-    ),
+from tests.support.markdown_text import (
+    BIDI,
+    expected_fence_content,
+    expected_span_content,
+    reference_escape,
+    tricky_text,
 )
 
-
-def _reference_escape(text: str, *, keep_newlines: bool) -> str:
-    """The documented transformation, written independently of the module."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    out = []
-    for ch in text:
-        if ch == "\t" or (ch == "\n" and keep_newlines):
-            out.append(ch)
-        elif (
-            ch in BIDI
-            or ord(ch) < 0x20
-            or 0x7F <= ord(ch) <= 0x9F
-            or ch in "\u2028\u2029"
-            or unicodedata.category(ch) in ("Cf", "Cs")
-        ):
-            out.append(f"<U+{ord(ch):04X}>")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def expected_fence_content(text: str) -> str:
-    body = _reference_escape(text, keep_newlines=True)
-    return body if not body or body.endswith("\n") else body + "\n"
-
-
-def expected_span_content(text: str) -> str:
-    return _reference_escape(text, keep_newlines=False) or " "
-
+MD = MarkdownIt("commonmark").enable("table")
 
 def _inline_children(tokens: list[Token]) -> list[list[Token]]:
     return [t.children or [] for t in tokens if t.type == "inline"]
@@ -236,8 +157,8 @@ def test_has_bidi_ignores_ordinary_text() -> None:
 @settings(max_examples=200, deadline=None)
 @given(tricky_text)
 def test_escape_controls_matches_reference(text: str) -> None:
-    assert escape_controls(text) == _reference_escape(text, keep_newlines=True)
-    assert escape_controls(text, keep_newlines=False) == _reference_escape(
+    assert escape_controls(text) == reference_escape(text, keep_newlines=True)
+    assert escape_controls(text, keep_newlines=False) == reference_escape(
         text, keep_newlines=False
     )
 

@@ -20,7 +20,7 @@ from markdown_it.token import Token
 
 from lockstep.model import Action, AuditInfo, Outcome, Report, Result, ServiceReport, StepReport, StepStatus
 from lockstep.report import bypass_footer, render_json, render_markdown, to_json_dict
-from tests.test_markdown import expected_fence_content, expected_span_content, tricky_text
+from tests.support.markdown_text import expected_fence_content, expected_span_content, tricky_text
 
 MD = MarkdownIt("commonmark").enable("table")
 
