@@ -126,3 +126,15 @@ def test_every_forge_the_registry_names_is_a_package_with_wire() -> None:
         path = MODULES.get(module)
         assert path is not None and path.name == "__init__.py", (name, module)
         assert "def wire(" in path.read_text(encoding="utf-8"), module
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in tests/support/, so a test module never depends on another's internals."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in tests.rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.rpartition(".")[2].startswith("test_")]
+    assert offenders == []
