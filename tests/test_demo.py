@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,20 @@ def test_the_demo_prints_rerun_commands_that_work_as_printed(tmp_path: Path) -> 
             os.killpg(rerun.pid, signal.SIGKILL)
     assert rerun.returncode == 0, out + err
     assert "✅ promoted" in out and "command not found" not in err and "No module named" not in err
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_dir_the_demo_cannot_use_is_one_line_exit_2(tmp_path: Path, existing: bool) -> None:
+    """--dir under a regular file (cannot be created) or holding a sandbox: one line naming --dir."""
+    if existing:
+        target = tmp_path / "sandbox"
+        target.mkdir()
+        (target / "lockstep.toml").write_text("")
+    else:
+        (tmp_path / "a-file").write_text("")
+        target = tmp_path / "a-file" / "sandbox"
+    proc = subprocess.run([sys.executable, "-m", "lockstep", "demo", "--dir", str(target)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"lockstep: --dir {target}") and "internal error" not in line

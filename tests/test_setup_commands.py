@@ -794,3 +794,18 @@ def test_validate_accepts_external_checks(gate: Path) -> None:
     result = invoke(["validate"], env={"GITHUB_TOKEN": "ghp_readreadread", "PUSH_A": "ghp_pushpushpush"})
     assert result.exit_code == 0, result.output + result.stderr
     assert "internal error" not in result.stderr
+
+
+def test_init_into_a_dir_that_cannot_exist_is_one_line_exit_2(tmp_path: Path) -> None:
+    """--dir under a regular file used to be `internal error (FileNotFoundError...)`."""
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "gate"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockstep", "init", "--dir", str(target), "--non-interactive", "--name", "g",
+         "--forge", "git", "--service", f"a={tmp_path / 'a.git'}", "--tracker", "audit.md"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("lockstep: ") and "internal error" not in line and str(target) in line
+    assert not target.exists()

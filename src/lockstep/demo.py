@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from lockstep.errors import UsageError
 from lockstep.redact import scrub
 from lockstep.staging_stub import StagingService, branch_sha
 
@@ -111,9 +112,12 @@ def run_demo(directory: Path | None, scenario: str) -> int:
     from lockstep.engine.run import execute_run
 
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="lockstep-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--dir {root}: cannot create the sandbox there ({exc.strerror or exc})") from None
     if (root / "lockstep.toml").exists():
-        raise click.UsageError(f"{root} already holds a sandbox; pass another --dir")
+        raise UsageError(f"--dir {root} already holds a sandbox; pass another --dir")
     root = root.resolve()
     repos = {name: make_repo(root, name) for name in SERVICES}
     if scenario == "noop":

@@ -583,10 +583,19 @@ def write_files(directory: Path, files: Mapping[Path, str], *, force: bool) -> l
                 raise UsageError(f"{path}: is a directory")
             if not force:
                 raise UsageError(f"{path} already exists (pass --force to overwrite it)")
+    for path in targets:  # every directory first: a --dir that cannot exist stops before any file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or exc
+            raise UsageError(f"cannot create {path.parent}: {problem}; nothing was written") from None
     written: list[Path] = []
     for path, text in zip(targets, files.values(), strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        except OSError as exc:
+            done = ", ".join(str(p) for p in written) or "nothing"
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc} (written: {done})") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(text)

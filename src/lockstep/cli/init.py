@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from lockstep.cli.common import errors
+from lockstep.cli.common import errors, usage
 from lockstep.errors import LockstepError
 
 INIT_EPILOG = """\b
@@ -185,7 +185,7 @@ def init(directory: Path, name: str | None, forge: str | None, services: tuple[s
     urls = dict(parse_staging_url(u, specs) for u in staging_urls)
     if not specs:
         if not asker.interactive:
-            raise _usage("missing --service NAME=REPO (at least one)")
+            raise usage("missing --service NAME=REPO (at least one)")
         _ask_services(asker, _Where(chosen, cwd, config_dir), specs, urls)
     specs = [ServiceSpec(s.name, s.repo, urls.get(s.name)) for s in specs]
     src = check_branch_name(source or asker.ask(
@@ -195,7 +195,7 @@ def init(directory: Path, name: str | None, forge: str | None, services: tuple[s
         "--target", "Target branch", default="prod", check=lambda v: check_branch_name(v, "target")),
         "--target")
     if src == tgt:
-        raise _usage(f"--source and --target are both {src!r}")
+        raise usage(f"--source and --target are both {src!r}")
     check_specs = [parse_check(c) for c in checks]
     if not checks and asker.interactive:
         _ask_checks(asker, check_specs)
@@ -249,7 +249,7 @@ def _ask_services(asker: _Asker, where: _Where, specs: list[Any], urls: dict[str
     def new_service_name(value: str) -> None:
         check_name(value, "service name")
         if value in {s.name for s in specs}:
-            raise _usage(f"service {value!r} is already listed")
+            raise usage(f"service {value!r} is already listed")
 
     while True:
         svc = asker.ask_optional(
@@ -278,7 +278,7 @@ def _ask_checks(asker: _Asker, check_specs: list[Any]) -> None:
     def new_check_name(value: str) -> None:
         check_name(value, "check name")
         if value in {c.name for c in check_specs}:
-            raise _usage(f"check {value!r} is already listed")
+            raise usage(f"check {value!r} is already listed")
 
     while True:
         check = asker.ask_optional(f"Check {len(check_specs) + 1} name (empty to finish)",
@@ -310,12 +310,6 @@ def _ask_tracker(asker: _Asker, where: _Where) -> str:
     # the default sits next to the config; typed paths are relative to here
     default_file = os.path.relpath(where.config_dir / DEFAULT_TRACKER_FILE, where.cwd)
     return asker.ask("--tracker", "Bypass audit file", default=default_file, check=tracker_ok)
-
-
-def _usage(message: str) -> Exception:
-    from lockstep.errors import UsageError
-
-    return UsageError(message)
 
 
 def _show(path: Path, cwd: Path) -> str:
