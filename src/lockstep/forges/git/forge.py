@@ -45,6 +45,11 @@ class GitResult:
         self.code, self.out, self.err = code, out, err
 
 
+def _message(stderr: str) -> str:
+    """git's stderr as one line: its lines joined with "; " (they are separate messages), cleaned."""
+    return clean_text("; ".join(line.strip() for line in stderr.splitlines() if line.strip()))
+
+
 class GitForge:
     """Forge over the git CLI, with one bare object cache per remote."""
 
@@ -112,7 +117,7 @@ class GitForge:
                 transient=True,
             ) from None
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: cannot read branches: {clean_text(res.err)}")
+            raise ForgeError(f"{service.repo}: cannot read branches: {_message(res.err)}")
         found: dict[str, Sha] = {}
         for line in res.out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -145,7 +150,7 @@ class GitForge:
                     path.mkdir(parents=True, exist_ok=True)
                     res = await self._git(["init", "--quiet", "--bare", str(path)])
                     if res.code != 0:
-                        raise ForgeError(f"cannot create git cache {path}: {clean_text(res.err)}")
+                        raise ForgeError(f"cannot create git cache {path}: {_message(res.err)}")
                 self._ready.add(key)
         return path
 
@@ -175,7 +180,7 @@ class GitForge:
                 cwd=cache,
             )
         if res.code != 0:
-            raise ForgeError(f"{service.repo}: fetch failed: {clean_text(res.err)}")
+            raise ForgeError(f"{service.repo}: fetch failed: {_message(res.err)}")
         if not await self._have(cache, shas):
             missing = ", ".join(s.short for s in shas)
             raise ForgeError(
@@ -205,7 +210,7 @@ class GitForge:
             cache = await self._fetch(service, [ancestor, descendant])
             res = await self._git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cache)
             if res.code not in (0, 1):
-                raise ForgeError(f"{service.repo}: ancestry check failed: {clean_text(res.err)}")
+                raise ForgeError(f"{service.repo}: ancestry check failed: {_message(res.err)}")
             self._ancestry[key] = res.code == 0
         return self._ancestry[key]
 
@@ -246,7 +251,7 @@ class GitForge:
             return await self._classify_after(service, old, new, "push timed out", unclear=True)
         if res.code == 0:
             return PushResult(PushStatus.LANDED)
-        reason = clean_text(res.err or res.out)
+        reason = _message(res.err or res.out)
         return await self._classify_after(service, old, new, reason)
 
     async def _classify_after(
