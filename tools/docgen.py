@@ -3,8 +3,8 @@
 Every key of every table, with its type, default and description, comes from
 the pydantic models themselves, so a new field shows up in the reference the
 next time it is generated.  A field's description is its
-``Field(description=...)`` when it has one, else the entry ``Model.field`` in
-:data:`DESCRIPTIONS` below.  A field with neither is an error: the generator
+``Field(description=...)``, next to the field in :mod:`lockstep.config` (one
+source for the code and the reference).  A field without one is an error: the generator
 refuses to write a reference with an undocumented key (and the drift test in
 ``tests/test_docs.py`` fails), so new fields must be documented.
 
@@ -36,7 +36,6 @@ from pydantic_core import PydanticUndefined
 from lockstep import config as cfg
 
 __all__ = [
-    "DESCRIPTIONS",
     "DocgenError",
     "main",
     "missing_descriptions",
@@ -45,164 +44,6 @@ __all__ = [
 ]
 
 OUTPUT = Path("docs") / "configuration.md"
-
-# --------------------------------------------------------------------------- descriptions
-#
-# Keyed by "<model class>.<field>".  Markdown; one or two sentences: what the
-# key does, and anything a person could get wrong.  A `Field(description=...)`
-# in config.py takes precedence over an entry here.
-
-DESCRIPTIONS: dict[str, str] = {
-    # [gate]
-    "GateConfig.name": (
-        "Names the gate: the summary title, the lock (`<name>.lock`, or the ref "
-        "`lockstep-lock/<name>`), the promotion records (`refs/lockstep/<name>/records`, or the "
-        "deployment environment `<name>/<target>` on GitHub) and, with `lockstep init`, the "
-        "workflow's concurrency group `lockstep-<name>`."
-    ),
-    "GateConfig.forge": (
-        "`git`: any git remote through the `git` command line (a path relative to this file, "
-        "`file://`, ssh or https). `github`: the REST API; `repo` is `OWNER/NAME`, reads and "
-        "audit comments use `$GITHUB_TOKEN` (else `$GH_TOKEN`), each push its service's "
-        "`token_env`, and the API root is `$GITHUB_API_URL` (default `https://api.github.com`)."
-    ),
-    "GateConfig.runbook_url": "Linked from the split and possible-split callouts in the summary.",
-    "GateConfig.health_timeout": (
-        "How long to wait, overall, for every `health_url` to answer HTTP 200 (all services "
-        "are polled at once). When it runs out the gate blocks (exit 1)."
-    ),
-    "GateConfig.health_interval": "Pause between two health requests to the same service.",
-    "GateConfig.request_timeout": (
-        "Limit for one HTTP request (health, version, GitHub API) or one git command; the git "
-        "forge never uses less than 30s."
-    ),
-    "GateConfig.lock": (
-        "`auto`: `local` outside GitHub Actions and `none` inside, where the workflow's "
-        "`concurrency` group is the lock. `local`: a lock file "
-        "`$XDG_STATE_HOME/lockstep/locks/<name>.lock` (default under `~/.local/state`), one run "
-        "per gate on this machine; the kernel releases it if the run dies. `ref` (github forge "
-        "only): the branch `lockstep-lock/<name>`, created atomically in the first service's "
-        "repository, so coordinators on different machines exclude each other. `none`: no lock."
-    ),
-    "GateConfig.lock_timeout": (
-        "How long a second run waits for the lock (logging who holds it) before giving up "
-        "(exit 1). Once it has the lock it resolves every head fresh."
-    ),
-    "GateConfig.lock_stale_after": (
-        "`ref` lock only: after watching a held lock for this long the run gives up (exit 1), "
-        "saying the lock is probably stale and printing the command that deletes it. lockstep "
-        "never deletes a lock it does not hold."
-    ),
-    "GateConfig.records": (
-        "Keep promotion records: a `started` record before the first push and a `finished` one "
-        "after the re-read (git: `records.jsonl` on `refs/lockstep/<name>/records` in the first "
-        "service's repository; github: one deployment per service repository). `lockstep status` "
-        "verdicts and `lockstep reconcile` need them. On GitHub they cost 2 requests per service "
-        "per promoting run. A record that cannot be written is a warning, never a failure."
-    ),
-    # [bypass]
-    "BypassConfig.tracker": (
-        "Where audit records go, each stored before any push. github: `OWNER/REPO#N`, an issue "
-        "that receives one comment per record. git: a file, relative to this file, that receives "
-        "a markdown section per record (plus one JSON line in `<file>.jsonl`); its directory must "
-        "exist, and the file and its `.jsonl` twin, once they exist, must be regular files, never "
-        "symbolic links (a link is not followed: `validate` and, before anything happens, any "
-        "`run` or `reconcile` that would write a record refuse it, exit 2). Unset: `--skip-gate`, "
-        "`reconcile --justification` and `on_split = \"rollback\"` are refused."
-    ),
-    "BypassConfig.allowed_actors": (
-        "Who may bypass. Under GitHub Actions the actor is the account GitHub names "
-        "(`$GITHUB_TRIGGERING_ACTOR`, else `$GITHUB_ACTOR`); a different `--actor` is refused. "
-        "Elsewhere it is self-declared (`--actor`, else the local user name): there the list "
-        "guards against mistakes, not against someone who holds the push tokens. "
-        "Empty: anyone who can start a run."
-    ),
-    # [recovery]
-    "RecoveryConfig.allow_rollback": (
-        "Allow `lockstep reconcile --rollback`, the only command that moves a target backwards "
-        "(to the old sha recorded by the run it undoes)."
-    ),
-    "RecoveryConfig.on_split": (
-        "What `run` does when it leaves a split. `report`: stop, exit 3, print the "
-        "`reconcile` command. `rollback`: immediately move the advanced targets back, with an "
-        "audit record; exit 1 if every target was restored, 3 if not. Needs "
-        "`allow_rollback = true` and `[bypass] tracker`."
-    ),
-    # [[services]]
-    "ServiceConfig.name": (
-        "Names the service in the summary, in `LOCKSTEP_<NAME>_SHA` (upper-cased, every run of "
-        "other characters `_`) and in the Actions outputs (`<slug>_did_push`, lower-cased). "
-        "Unique, ignoring case, in both forms."
-    ),
-    "ServiceConfig.repo": (
-        "github: `OWNER/NAME`. git: a path (relative to this file), a `file://`, ssh or https URL."
-    ),
-    "ServiceConfig.source": (
-        "The branch promoted from. Its head, read fresh by every run, is the only sha the target "
-        "is ever moved to. A missing source branch is an error."
-    ),
-    "ServiceConfig.target": (
-        "The branch promoted to, fast-forward only and compare-and-swap on the head this run "
-        "read. A missing target branch is created (seeded) at the source sha."
-    ),
-    "ServiceConfig.token_env": (
-        "The environment variable holding a token that may push this repository. Required for "
-        "the github forge (fine-grained token: *Contents: read and write*, plus *Deployments: "
-        "read and write* for records). Whatever the forge, the variable is removed from every "
-        "check's environment and its value is shown as `***` in every output, report and record."
-    ),
-    "ServiceConfig.health_url": (
-        "Polled until it answers HTTP 200, every `health_interval`, up to `health_timeout`."
-    ),
-    "ServiceConfig.version_url": (
-        "Fetched once, after health passes; the value at `version_field` in its JSON must equal "
-        "the resolved source sha exactly (a short sha is a mismatch). Bodies over 64 KiB are "
-        "refused."
-    ),
-    "ServiceConfig.version_field": (
-        "Dotted path into the `/version` JSON, e.g. `build.commit` for "
-        "`{\"build\": {\"commit\": \"…\"}}`."
-    ),
-    # [[checks]]
-    "CheckConfig.name": (
-        "Names the check in the log (each output line is prefixed `[name]`) and in the report. "
-        "Unique, ignoring case."
-    ),
-    "CheckConfig.run": (
-        "A command check: the argv array, run directly, never by a shell, in this file's "
-        "directory; `run[0]` is found on `PATH`, or relative to that directory when it contains "
-        "a `/`. Exit 0 passes. Each check has exactly one of `run`, `commit_status` and "
-        "`check_run`."
-    ),
-    "CheckConfig.commit_status": (
-        "An external check (github forge): the context of a GitHub commit status that must be "
-        "`success` on each service's source sha resolved in this run. Polled until conclusive: "
-        "`failure` or `error` fails at once; pending or missing keeps polling until `timeout`. "
-        "The read token also needs *Commit statuses: read*."
-    ),
-    "CheckConfig.check_run": (
-        "An external check (github forge): the name of a GitHub check run that must have "
-        "concluded `success` on each service's source sha (the newest run of that name counts, "
-        "so a re-run supersedes a failure). Any other conclusion, `neutral` and `skipped` "
-        "included, fails. The read token also needs *Checks: read*."
-    ),
-    "CheckConfig.services": (
-        "`commit_status` / `check_run` only: the services whose source shas must carry the "
-        "result (names from `[[services]]`). Not set: every service."
-    ),
-    "CheckConfig.env": (
-        "`run` checks only: variables added to the check's environment, which is lockstep's own "
-        "minus every token variable, plus `LOCKSTEP_<SERVICE>_SHA` for each service."
-    ),
-    "CheckConfig.timeout": (
-        "`run`: after this long the check's whole process group is killed. `commit_status` / "
-        "`check_run`: how long to wait for a conclusive result. Either way the gate then blocks."
-    ),
-    "CheckConfig.interval": (
-        "`commit_status` / `check_run` only: pause between two polls while a result is pending "
-        "or missing (more than 0s)."
-    ),
-}
 
 # What each top-level table is for; keyed by the key in lockstep.toml.
 TABLE_INTROS: dict[str, str] = {
@@ -311,7 +152,7 @@ def _strip_annotated(annotation: Any) -> Any:
 
 
 def description_of(model: type[BaseModel], name: str, field: FieldInfo) -> str | None:
-    return field.description or DESCRIPTIONS.get(f"{model.__name__}.{name}")
+    return field.description
 
 
 def keys(table: Table) -> list[Key]:
@@ -471,7 +312,7 @@ def format_duration(seconds: float) -> str:
 
 HEADER = """\
 <!-- Generated from src/lockstep/config.py by `uv run python -m tools.docgen --write`.
-     Do not edit by hand: change the models, or the descriptions in tools/docgen.py,
+     Do not edit by hand: change the models and their Field(description=...),
      and regenerate (tests/test_docs.py fails while this file is stale). -->
 
 # Configuration reference
@@ -665,8 +506,8 @@ def render() -> str:
     if missing:
         raise DocgenError(
             "no description for: " + ", ".join(missing) + ". Add Field(description=...) in "
-            "src/lockstep/config.py or an entry in DESCRIPTIONS / TABLE_INTROS in "
-            "tools/docgen.py, then run `uv run python -m tools.docgen --write`."
+            "src/lockstep/config.py (or a TABLE_INTROS entry in "
+            "tools/docgen.py), then run `uv run python -m tools.docgen --write`."
         )
     found = tables()
     contents = " · ".join(f"[`{t.header}`](#{t.key})" for t in found)

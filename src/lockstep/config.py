@@ -81,37 +81,192 @@ class _Strict(BaseModel):
 
 
 class GateConfig(_Strict):
-    name: Name
-    forge: Literal["git", "github"] = "git"
-    runbook_url: HttpUrl | None = None
-    health_timeout: Duration = 300.0
-    health_interval: Duration = 5.0
-    request_timeout: Duration = 10.0
-    lock: Literal["auto", "local", "ref", "none"] = "auto"
-    lock_timeout: Duration = 1800.0
-    lock_stale_after: Duration = 7200.0
-    records: StrictBool = True
+    name: Annotated[
+        Name,
+        Field(description=(
+            'Names the gate: the summary title, the lock (`<name>.lock`, or the ref `lockstep-'
+            'lock/<name>`), the promotion records (`refs/lockstep/<name>/records`, or the deployment '
+            "environment `<name>/<target>` on GitHub) and, with `lockstep init`, the workflow's "
+            'concurrency group `lockstep-<name>`.'
+        )),
+    ]
+    forge: Annotated[
+        Literal["git", "github"],
+        Field(description=(
+            '`git`: any git remote through the `git` command line (a path relative to this file, '
+            '`file://`, ssh or https). `github`: the REST API; `repo` is `OWNER/NAME`, reads and '
+            "audit comments use `$GITHUB_TOKEN` (else `$GH_TOKEN`), each push its service's "
+            '`token_env`, and the API root is `$GITHUB_API_URL` (default `https://api.github.com`).'
+        )),
+    ] = "git"
+    runbook_url: Annotated[
+        HttpUrl | None,
+        Field(description=(
+            'Linked from the split and possible-split callouts in the summary.'
+        )),
+    ] = None
+    health_timeout: Annotated[
+        Duration,
+        Field(description=(
+            'How long to wait, overall, for every `health_url` to answer HTTP 200 (all services are '
+            'polled at once). When it runs out the gate blocks (exit 1).'
+        )),
+    ] = 300.0
+    health_interval: Annotated[
+        Duration,
+        Field(description=(
+            'Pause between two health requests to the same service.'
+        )),
+    ] = 5.0
+    request_timeout: Annotated[
+        Duration,
+        Field(description=(
+            'Limit for one HTTP request (health, version, GitHub API) or one git command; the git '
+            'forge never uses less than 30s.'
+        )),
+    ] = 10.0
+    lock: Annotated[
+        Literal["auto", "local", "ref", "none"],
+        Field(description=(
+            "`auto`: `local` outside GitHub Actions and `none` inside, where the workflow's "
+            '`concurrency` group is the lock. `local`: a lock file '
+            '`$XDG_STATE_HOME/lockstep/locks/<name>.lock` (default under `~/.local/state`), one run '
+            'per gate on this machine; the kernel releases it if the run dies. `ref` (github forge '
+            "only): the branch `lockstep-lock/<name>`, created atomically in the first service's "
+            'repository, so coordinators on different machines exclude each other. `none`: no lock.'
+        )),
+    ] = "auto"
+    lock_timeout: Annotated[
+        Duration,
+        Field(description=(
+            'How long a second run waits for the lock (logging who holds it) before giving up (exit '
+            '1). Once it has the lock it resolves every head fresh.'
+        )),
+    ] = 1800.0
+    lock_stale_after: Annotated[
+        Duration,
+        Field(description=(
+            '`ref` lock only: after watching a held lock for this long the run gives up (exit 1), '
+            'saying the lock is probably stale and printing the command that deletes it. lockstep '
+            'never deletes a lock it does not hold.'
+        )),
+    ] = 7200.0
+    records: Annotated[
+        StrictBool,
+        Field(description=(
+            'Keep promotion records: a `started` record before the first push and a `finished` one '
+            'after the re-read (git: `records.jsonl` on `refs/lockstep/<name>/records` in the first '
+            "service's repository; github: one deployment per service repository). `lockstep status` "
+            'verdicts and `lockstep reconcile` need them. On GitHub they cost 2 requests per service '
+            'per promoting run. A record that cannot be written is a warning, never a failure.'
+        )),
+    ] = True
 
 
 class BypassConfig(_Strict):
-    tracker: str | None = None
-    allowed_actors: tuple[str, ...] = ()
+    tracker: Annotated[
+        str | None,
+        Field(description=(
+            'Where audit records go, each stored before any push. github: `OWNER/REPO#N`, an issue '
+            'that receives one comment per record. git: a file, relative to this file, that receives '
+            'a markdown section per record (plus one JSON line in `<file>.jsonl`); its directory must'
+            ' exist, and the file and its `.jsonl` twin, once they exist, must be regular files, '
+            'never symbolic links (a link is not followed: `validate` and, before anything happens, '
+            'any `run` or `reconcile` that would write a record refuse it, exit 2). Unset: `--skip-'
+            'gate`, `reconcile --justification` and `on_split = "rollback"` are refused.'
+        )),
+    ] = None
+    allowed_actors: Annotated[
+        tuple[str, ...],
+        Field(description=(
+            'Who may bypass. Under GitHub Actions the actor is the account GitHub names '
+            '(`$GITHUB_TRIGGERING_ACTOR`, else `$GITHUB_ACTOR`); a different `--actor` is refused. '
+            'Elsewhere it is self-declared (`--actor`, else the local user name): there the list '
+            'guards against mistakes, not against someone who holds the push tokens. Empty: anyone '
+            'who can start a run.'
+        )),
+    ] = ()
 
 
 class RecoveryConfig(_Strict):
-    allow_rollback: StrictBool = False
-    on_split: Literal["report", "rollback"] = "report"
+    allow_rollback: Annotated[
+        StrictBool,
+        Field(description=(
+            'Allow `lockstep reconcile --rollback`, the only command that moves a target backwards '
+            '(to the old sha recorded by the run it undoes).'
+        )),
+    ] = False
+    on_split: Annotated[
+        Literal["report", "rollback"],
+        Field(description=(
+            'What `run` does when it leaves a split. `report`: stop, exit 3, print the `reconcile` '
+            'command. `rollback`: immediately move the advanced targets back, with an audit record; '
+            'exit 1 if every target was restored, 3 if not. Needs `allow_rollback = true` and '
+            '`[bypass] tracker`.'
+        )),
+    ] = "report"
 
 
 class ServiceConfig(_Strict):
-    name: Name
-    repo: Annotated[str, Field(min_length=1)]
-    source: Annotated[str, Field(min_length=1)] = "main"
-    target: Annotated[str, Field(min_length=1)] = "prod"
-    token_env: EnvName | None = None
-    health_url: HttpUrl
-    version_url: HttpUrl
-    version_field: Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")] = "sha"
+    name: Annotated[
+        Name,
+        Field(description=(
+            'Names the service in the summary, in `LOCKSTEP_<NAME>_SHA` (upper-cased, every run of '
+            'other characters `_`) and in the Actions outputs (`<slug>_did_push`, lower-cased). '
+            'Unique, ignoring case, in both forms.'
+        )),
+    ]
+    repo: Annotated[
+        Annotated[str, Field(min_length=1)],
+        Field(description=(
+            'github: `OWNER/NAME`. git: a path (relative to this file), a `file://`, ssh or https '
+            'URL.'
+        )),
+    ]
+    source: Annotated[
+        Annotated[str, Field(min_length=1)],
+        Field(description=(
+            'The branch promoted from. Its head, read fresh by every run, is the only sha the target '
+            'is ever moved to. A missing source branch is an error.'
+        )),
+    ] = "main"
+    target: Annotated[
+        Annotated[str, Field(min_length=1)],
+        Field(description=(
+            'The branch promoted to, fast-forward only and compare-and-swap on the head this run '
+            'read. A missing target branch is created (seeded) at the source sha.'
+        )),
+    ] = "prod"
+    token_env: Annotated[
+        EnvName | None,
+        Field(description=(
+            'The environment variable holding a token that may push this repository. Required for the'
+            ' github forge (fine-grained token: *Contents: read and write*, plus *Deployments: read '
+            "and write* for records). Whatever the forge, the variable is removed from every check's "
+            'environment and its value is shown as `***` in every output, report and record.'
+        )),
+    ] = None
+    health_url: Annotated[
+        HttpUrl,
+        Field(description=(
+            'Polled until it answers HTTP 200, every `health_interval`, up to `health_timeout`.'
+        )),
+    ]
+    version_url: Annotated[
+        HttpUrl,
+        Field(description=(
+            'Fetched once, after health passes; the value at `version_field` in its JSON must equal '
+            'the resolved source sha exactly (a short sha is a mismatch). Bodies over 64 KiB are '
+            'refused.'
+        )),
+    ]
+    version_field: Annotated[
+        Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")],
+        Field(description=(
+            'Dotted path into the `/version` JSON, e.g. `build.commit` for `{"build": {"commit": '
+            '"…"}}`.'
+        )),
+    ] = "sha"
 
     @property
     def slug(self) -> str:
@@ -148,14 +303,68 @@ class CheckConfig(_Strict):
     commands must ask :attr:`external` first.
     """
 
-    name: Name
-    run: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = ()
-    commit_status: ExternalName | None = None
-    check_run: ExternalName | None = None
-    services: Annotated[tuple[Name, ...], Field(min_length=1)] | None = None
-    env: Mapping[EnvName, str] = Field(default_factory=dict)
-    timeout: Duration = 1200.0
-    interval: Duration = 10.0
+    name: Annotated[
+        Name,
+        Field(description=(
+            'Names the check in the log (each output line is prefixed `[name]`) and in the report. '
+            'Unique, ignoring case.'
+        )),
+    ]
+    run: Annotated[
+        Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)],
+        Field(description=(
+            "A command check: the argv array, run directly, never by a shell, in this file's "
+            'directory; `run[0]` is found on `PATH`, or relative to that directory when it contains a'
+            ' `/`. Exit 0 passes. Each check has exactly one of `run`, `commit_status` and '
+            '`check_run`.'
+        )),
+    ] = ()
+    commit_status: Annotated[
+        ExternalName | None,
+        Field(description=(
+            'An external check (github forge): the context of a GitHub commit status that must be '
+            "`success` on each service's source sha resolved in this run. Polled until conclusive: "
+            '`failure` or `error` fails at once; pending or missing keeps polling until `timeout`. '
+            'The read token also needs *Commit statuses: read*.'
+        )),
+    ] = None
+    check_run: Annotated[
+        ExternalName | None,
+        Field(description=(
+            'An external check (github forge): the name of a GitHub check run that must have '
+            "concluded `success` on each service's source sha (the newest run of that name counts, so"
+            ' a re-run supersedes a failure). Any other conclusion, `neutral` and `skipped` included,'
+            ' fails. The read token also needs *Checks: read*.'
+        )),
+    ] = None
+    services: Annotated[
+        Annotated[tuple[Name, ...], Field(min_length=1)] | None,
+        Field(description=(
+            '`commit_status` / `check_run` only: the services whose source shas must carry the result'
+            ' (names from `[[services]]`). Not set: every service.'
+        )),
+    ] = None
+    env: Annotated[
+        Mapping[EnvName, str],
+        Field(description=(
+            "`run` checks only: variables added to the check's environment, which is lockstep's own "
+            'minus every token variable, plus `LOCKSTEP_<SERVICE>_SHA` for each service.'
+        )),
+    ] = Field(default_factory=dict)
+    timeout: Annotated[
+        Duration,
+        Field(description=(
+            "`run`: after this long the check's whole process group is killed. `commit_status` / "
+            '`check_run`: how long to wait for a conclusive result. Either way the gate then blocks.'
+        )),
+    ] = 1200.0
+    interval: Annotated[
+        Duration,
+        Field(description=(
+            '`commit_status` / `check_run` only: pause between two polls while a result is pending or'
+            ' missing (more than 0s).'
+        )),
+    ] = 10.0
 
     @model_validator(mode="after")
     def _one_kind(self) -> CheckConfig:
