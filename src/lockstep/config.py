@@ -217,22 +217,22 @@ class ServiceConfig(_Strict):
         )),
     ]
     repo: Annotated[
-        Annotated[str, Field(min_length=1)],
-        Field(description=(
+        str,
+        Field(min_length=1, description=(
             'github: `OWNER/NAME`. git: a path (relative to this file), a `file://`, ssh or https '
             'URL.'
         )),
     ]
     source: Annotated[
-        Annotated[str, Field(min_length=1)],
-        Field(description=(
+        str,
+        Field(min_length=1, description=(
             'The branch promoted from. Its head, read fresh by every run, is the only sha the target '
             'is ever moved to. A missing source branch is an error.'
         )),
     ] = "main"
     target: Annotated[
-        Annotated[str, Field(min_length=1)],
-        Field(description=(
+        str,
+        Field(min_length=1, description=(
             'The branch promoted to, fast-forward only and compare-and-swap on the head this run '
             'read. A missing target branch is created (seeded) at the source sha.'
         )),
@@ -261,8 +261,8 @@ class ServiceConfig(_Strict):
         )),
     ]
     version_field: Annotated[
-        Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")],
-        Field(description=(
+        str,
+        Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$", description=(
             'Dotted path into the `/version` JSON, e.g. `build.commit` for `{"build": {"commit": '
             '"…"}}`.'
         )),
@@ -311,8 +311,8 @@ class CheckConfig(_Strict):
         )),
     ]
     run: Annotated[
-        Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)],
-        Field(description=(
+        tuple[Annotated[str, Field(min_length=1)], ...],
+        Field(min_length=1, description=(
             "A command check: the argv array, run directly, never by a shell, in this file's "
             'directory; `run[0]` is found on `PATH`, or relative to that directory when it contains a'
             ' `/`. Exit 0 passes. Each check has exactly one of `run`, `commit_status` and '
