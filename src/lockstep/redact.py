@@ -226,6 +226,13 @@ def token_vars(config: Config, *, read: bool = True) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*(READ_TOKEN_VARS if read else ()), *push)))
 
 
+def check_secret_vars(config: Config) -> frozenset[str]:
+    """The token variables removed from (and refused in) checks: each push token, and the read
+    token on the github forge. On the git forge ``GITHUB_TOKEN``/``GH_TOKEN`` are not lockstep's
+    tokens, so a check that needs one (``gh``, an API call) still gets it."""
+    return frozenset(token_vars(config, read=config.gate.forge == "github"))
+
+
 def register_config(config: Config, env: Mapping[str, str]) -> None:
     """Hide the token variables' values and the URL passwords in ``config`` from every output."""
     values = [env.get(name, "") for name in token_vars(config)]

@@ -240,7 +240,8 @@ def _checks(config: Config, env: Mapping[str, str], result: Validation) -> None:
 
 def _misplaced_secrets(config: Config, env: Mapping[str, str], result: Validation) -> None:
     """What ``run`` refuses before anything else: a token in a URL, or in a check."""
-    from lockstep.engine.prepare import check_secret_vars, refuse_secrets_in_checks, refuse_secrets_in_urls
+    from lockstep.engine.prepare import refuse_secrets_in_checks, refuse_secrets_in_urls
+    from lockstep.redact import check_secret_vars
 
     try:
         refuse_secrets_in_urls(config, env)

@@ -43,15 +43,6 @@ def build_forge(config: Config, env: Mapping[str, str]) -> Wiring:
     return forges.wire(config, env)
 
 
-def check_secret_vars(config: Config) -> frozenset[str]:
-    """The token variables removed from (and refused in) checks.
-
-    On the git forge ``GITHUB_TOKEN``/``GH_TOKEN`` are not lockstep's tokens, so a
-    check that needs one (``gh``, an API call) still gets it.
-    """
-    return frozenset(redact.token_vars(config, read=config.gate.forge == "github"))
-
-
 def protect_secrets(config: Config, env: Mapping[str, str]) -> None:
     """Register every secret ``config`` and its token variables hold; under Actions, mask them too.
 

@@ -10,11 +10,7 @@ from lockstep.forges.base import Wiring
 
 
 def wire(config: Config, env: Mapping[str, str]) -> Wiring:
-    """A :class:`~lockstep.forges.git.forge.GitForge`, the tracker file sink and the records ref.
-
-    ``GITHUB_TOKEN``/``GH_TOKEN`` are not this forge's tokens, so a check that needs
-    one (``gh``, an API call) still gets it: only each service's ``token_env`` is secret.
-    """
+    """A :class:`~lockstep.forges.git.forge.GitForge`, the tracker file sink and the records ref."""
     from lockstep.audit import FileAuditSink
     from lockstep.forges.git.forge import GitForge
     from lockstep.forges.git.records import GitRecordStore
@@ -25,6 +21,6 @@ def wire(config: Config, env: Mapping[str, str]) -> Wiring:
     return Wiring(
         forge,
         (lambda: FileAuditSink(path)) if path else None,
-        frozenset(redact.token_vars(config, read=False)),
+        redact.check_secret_vars(config),
         records,
     )

@@ -39,4 +39,4 @@ def wire(config: Config, env: Mapping[str, str]) -> Wiring:
         return GitHubRefLock.for_config(config, env)
 
     records = GitHubDeploymentRecordStore(forge, config) if config.gate.records else None
-    return Wiring(forge, sink, frozenset(redact.token_vars(config, read=True)), records, external, ref_lock)
+    return Wiring(forge, sink, redact.check_secret_vars(config), records, external, ref_lock)
