@@ -161,7 +161,7 @@ def merge_rollback(report: Report, rolled: Report) -> None:
         if svc.name in rewound:
             svc.detail = (
                 f"advanced to {(svc.source_sha or '')[:7]}, then rolled back to "
-                f"{(svc.final_target_sha or '(missing)')[:9]}"
+                f"{svc.final_target_sha[:7] if svc.final_target_sha else '(missing)'}"
             )
             svc.outcome, svc.did_push = Outcome.ROLLED_BACK, False
     if rolled.result != Result.PROMOTED:
