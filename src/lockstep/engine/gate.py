@@ -271,10 +271,10 @@ class Gate:
         """Wait for that read (at most ``limit`` seconds); a read still running is left to finish
         unobserved, and the run is judged against where it found the targets."""
         task = self._records_read
-        if task is None or task.done():
+        if task is None or task.cancelled():
             return
         try:
-            await asyncio.wait_for(asyncio.shield(task), limit)
+            await asyncio.wait_for(asyncio.shield(task), limit)  # a done task: at once (or its error)
         except TimeoutError:
             task.cancel()
             log.warn("the promotion records were still being read; judged without them")
