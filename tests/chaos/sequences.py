@@ -158,10 +158,6 @@ class SequenceResult:
     log: list[str] = field(default_factory=list)
 
 
-def _split(points: set[tuple[str | None, ...]], refs: tuple[str | None, ...]) -> bool:
-    return refs not in points
-
-
 def _check_command(
     step: Step, code: int | None, report: dict[str, Any] | None, before: tuple[str | None, ...],
     after: tuple[str | None, ...], split: bool,
@@ -215,7 +211,7 @@ def run_sequence(seq: Sequence, root: Path) -> SequenceResult:
             out = run_inprocess(_argv(step.command, config, report_path), env)
             after = forge.truth("prod")
             report = json.loads(report_path.read_text()) if report_path.exists() else None
-            split = _split(points, after)
+            split = after not in points  # not all at one promotion's shas
             result.log.append(f"{step.command}: exit {out.code}, refs {before} → {after}, split={split}")
             if out.exception:
                 result.violations.append(f"{step.command}: crashed: {out.exception.splitlines()[-1]}")
