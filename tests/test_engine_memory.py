@@ -14,7 +14,7 @@ from pathlib import Path
 from lockstep.audit import FileAuditSink
 from lockstep.config import Config, parse_config
 from lockstep.engine.gate import Gate, RunOptions
-from lockstep.engine.reconcile import ReconcileGate
+from lockstep.engine.reconcile import Repair
 from lockstep.model import Report, Result
 from lockstep.records import assess, latest_run
 from tests.support.memory_forge import MemoryForge, MemoryRecords, MemoryRepo
@@ -44,11 +44,11 @@ def _world() -> tuple[MemoryForge, dict[str, tuple[str, str]]]:
 
 
 def _run(config: Config, forge: MemoryForge, records: MemoryRecords, root: Path,
-         gate_cls: type[Gate] = Gate, **kwargs: object) -> Report:
-    gate = gate_cls(config, forge, env={}, audit_sink=lambda: FileAuditSink(root / "audit.md"),
-                    records=records, **kwargs)
+         repair: Repair | None = None) -> Report:
+    gate = Gate(config, forge, env={}, audit_sink=lambda: FileAuditSink(root / "audit.md"),
+                records=records, repair=repair)
     options = RunOptions(skip_gate=True, justification="in-memory test", actor="tester",
-                         mode="reconcile-rollback" if gate_cls is ReconcileGate else None)
+                         mode=f"reconcile-{repair.direction}" if repair else None)
     return asyncio.run(gate.run(options))
 
 
@@ -73,7 +73,7 @@ def test_reruns_while_split_stay_split_and_the_rollback_restores_the_start(tmp_p
     newest = latest_run(records.records)
     assert newest is not None
     assert {s.name: (s.old_sha, s.new_sha) for s in newest.services} == shas
-    back = _run(config, forge, records, tmp_path, ReconcileGate, direction="rollback", record=newest)
+    back = _run(config, forge, records, tmp_path, Repair("rollback", newest))
     assert back.result == Result.PROMOTED
     assert _prods(forge) == {n: shas[n][0] for n in NAMES}
     assert _verdict(forge, records) == "consistent"

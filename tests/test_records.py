@@ -7,6 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lockstep.model import Outcome
 from lockstep.records import PromotionRecord, RecordService, assess, latest_run, parse_lines
 
 A_OLD, A_NEW, B_OLD, B_NEW, OTHER = ("a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40)
@@ -57,3 +58,35 @@ def test_parse_lines_keeps_records_and_skips_anything_else(lines: list[str]) -> 
     parsed = parse_lines(text)
     assert all(isinstance(r, PromotionRecord) for r in parsed)
     assert len(parsed) == sum(1 for line in lines if line == record().dumps())
+
+
+def _stored(outcomes: dict[str, str], run_id: str = "r1") -> PromotionRecord:
+    """A finished record as a forge stores it, with each service's outcome spelled ``outcomes``."""
+    data = record(run_id).to_json()
+    for svc in data["services"]:
+        svc["outcome"] = outcomes[svc["name"]]
+    return PromotionRecord.from_json(json.loads(json.dumps(data)))
+
+
+def test_records_from_before_typed_outcomes_read_as_the_same_outcomes() -> None:
+    # lockstep once stored the summary's words; a record of a split left then must still be one
+    old = _stored({"a": "advanced", "b": "skipped (earlier step failed)"})
+    assert [s.outcome for s in old.services] == [Outcome.ADVANCED, Outcome.SKIPPED]
+    assert _stored({"a": "unchanged (already at main)", "b": "rolled back"}).services[0].outcome == Outcome.UNCHANGED
+    newer_noop = _stored({"a": "unchanged (already at main)", "b": "skipped (earlier step failed)"}, "r2")
+    assert latest_run([old, newer_noop]) == old  # a run that moved nothing is never the one judged against
+
+
+def test_stored_outcomes_are_identifiers_and_round_trip() -> None:
+    done = _stored({"a": Outcome.ADVANCED, "b": Outcome.SKIPPED})
+    assert [s["outcome"] for s in done.to_json()["services"]] == ["advanced", "skipped"]
+    assert PromotionRecord.from_json(json.loads(done.dumps())) == done
+
+
+@given(st.text(max_size=30).filter(lambda t: t not in {o.value for o in Outcome} | {"pending"}))
+def test_an_outcome_this_version_does_not_know_counts_as_may_have_moved(text: str) -> None:
+    if text in ("unchanged (already at main)", "skipped (earlier step failed)"):
+        return
+    future = _stored({"a": text, "b": text}, "r2")
+    assert {s.outcome for s in future.services} == {Outcome.UNKNOWN}
+    assert latest_run([record("r1"), future]) == future

@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from lockstep.model import Action, AuditInfo, Outcome, Report, Result, ServiceReport, StepReport, StepStatus
-from lockstep.report import bypass_footer, render_json, render_markdown, to_json_dict
+from lockstep.report import OUTCOME_LABELS, bypass_footer, render_json, render_markdown, to_json_dict
 from tests.support.markdown_text import expected_fence_content, expected_span_content, tricky_text
 
 MD = MarkdownIt("commonmark").enable("table")
@@ -176,7 +176,7 @@ def test_table_has_one_row_per_service_in_config_order() -> None:
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_outcome_text_per_outcome(outcome: Outcome) -> None:
     tokens = parse(make_report(services=[svc("a", outcome, source="trunk")]))
-    expected = "unchanged (already at trunk)" if outcome == Outcome.UNCHANGED else outcome.value
+    expected = "unchanged (already at trunk)" if outcome == Outcome.UNCHANGED else OUTCOME_LABELS[outcome]
     assert plain(rows(tokens)[0][3]) == expected
 
 
@@ -545,7 +545,7 @@ def test_json_round_trips_with_every_service(result: Result) -> None:
         assert got["old_target_sha"] == want.old_target_sha
         assert got["final_target_sha"] == want.final_target_sha
         assert got["did_push"] is want.did_push
-        assert got["outcome"] == want.outcome.value
+        assert got["outcome"] == OUTCOME_LABELS[want.outcome]
         assert got["action"] == (want.action.value if want.action else None)
     assert data["audit"] == {
         "requested": True,

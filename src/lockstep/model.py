@@ -46,15 +46,33 @@ class Action(StrEnum):
 
 
 class Outcome(StrEnum):
-    """The per-service outcome shown in the summary (``docs/design.md``, "The summary")."""
+    """What happened to one target: a stable identifier, stored in the promotion records.
+
+    The words the summary and the JSON report show for it are the report's
+    (:data:`lockstep.report.OUTCOME_LABELS`), so they can change without changing what
+    a record means.
+    """
 
     ADVANCED = "advanced"
-    UNCHANGED = "unchanged (already at main)"
-    SKIPPED = "skipped (earlier step failed)"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
-    ROLLED_BACK = "rolled back"
+    ROLLED_BACK = "rolled back"  # spelled as the records have always stored it
+
+    @classmethod
+    def parse(cls, text: str) -> Outcome:
+        """An outcome as a record stores it; records written before the identifiers hold the
+        summary's words, and an outcome this version does not know counts as unknown (it may
+        have moved the target: judging against it is the safe side)."""
+        legacy = {"unchanged (already at main)": cls.UNCHANGED, "skipped (earlier step failed)": cls.SKIPPED}
+        if text in legacy:
+            return legacy[text]
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.UNKNOWN
 
 
 class StepStatus(StrEnum):

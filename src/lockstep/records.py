@@ -14,10 +14,16 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from lockstep.model import Sha
+from lockstep.model import Outcome, Sha
 from lockstep.redact import scrub_data
 
 Phase = Literal["started", "finished"]
+Pending = Literal["pending"]  # a started record's outcome: the pushes had not happened yet
+
+
+def _stored_outcome(value: object) -> Outcome | Pending:
+    text = str(value)
+    return "pending" if text == "pending" else Outcome.parse(text)
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class RecordService:
     target: str
     old_sha: str | None  # None: the target did not exist (seeded)
     new_sha: str
-    outcome: str = "pending"
+    outcome: Outcome | Pending = "pending"
 
     @property
     def moves(self) -> bool:
@@ -74,7 +80,7 @@ class PromotionRecord:
                     target=str(s["target"]),
                     old_sha=Sha(s["old_sha"]) if s["old_sha"] is not None else None,
                     new_sha=Sha(s["new_sha"]),
-                    outcome=str(s.get("outcome", "pending")),
+                    outcome=_stored_outcome(s.get("outcome", "pending")),
                 )
                 for s in data["services"]
             )
@@ -123,7 +129,9 @@ def _best_per_run(records: Sequence[PromotionRecord]) -> list[PromotionRecord]:
 
 
 # outcomes after which a target may be somewhere other than where the run found it
-_MAY_HAVE_MOVED = frozenset({"advanced", "rolled back", "unknown", "pending"})
+_MAY_HAVE_MOVED: frozenset[Outcome | Pending] = frozenset(
+    {Outcome.ADVANCED, Outcome.ROLLED_BACK, Outcome.UNKNOWN, "pending"}
+)
 
 
 def latest_run(records: Sequence[PromotionRecord]) -> PromotionRecord | None:

@@ -45,10 +45,23 @@ def link(url: str) -> str:
     return f"<{url}>" if _SAFE_URL_RE.fullmatch(url) else inline_code(url)
 
 
+# What the JSON report calls each outcome (``services[].outcome``): the words documented in the
+# README, kept stable for the scripts that read them; the summary's cell says more (outcome_text).
+OUTCOME_LABELS: dict[Outcome, str] = {
+    Outcome.ADVANCED: "advanced",
+    Outcome.UNCHANGED: "unchanged (already at main)",
+    Outcome.SKIPPED: "skipped (earlier step failed)",
+    Outcome.FAILED: "failed",
+    Outcome.CANCELLED: "cancelled",
+    Outcome.UNKNOWN: "unknown",
+    Outcome.ROLLED_BACK: "rolled back",
+}
+
+
 def outcome_text(outcome: Outcome, source_branch: str, mode: str = "gate") -> str:
     """The outcome cell, e.g. ``unchanged (already at main)``, safe inside a table row."""
     if outcome != Outcome.UNCHANGED:
-        return outcome.value
+        return OUTCOME_LABELS[outcome]
     if mode not in ("gate", "bypass"):
         return "unchanged (already at the recorded sha)"  # reconcile and rollback aim at records
     branch = source_branch if _PLAIN_BRANCH_RE.fullmatch(source_branch) else table_cell(source_branch)
@@ -202,8 +215,20 @@ def _plain(value: Any) -> Any:
 def to_json_dict(report: Report) -> dict[str, Any]:
     data: dict[str, Any] = {"lockstep_version": __version__}
     data.update(_plain(report))
+    for entry, svc in zip(_service_lists(data), _service_reports(report), strict=True):
+        entry["outcome"] = OUTCOME_LABELS[svc.outcome]
     data["exit_code"] = report.exit_code
     return data
+
+
+def _service_reports(report: Report) -> list[ServiceReport]:
+    """The report's services, then its automatic rollback's (nested under ``rollback``)."""
+    return report.services + (_service_reports(report.rollback) if report.rollback else [])
+
+
+def _service_lists(data: dict[str, Any]) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = list(data["services"])
+    return entries + (_service_lists(data["rollback"]) if data.get("rollback") else [])
 
 
 def render_json(report: Report) -> str:

@@ -25,6 +25,14 @@ from lockstep import actions, log
 from lockstep.audit import AuditAction, AuditRecord, AuditService, render_markdown
 from lockstep.checks import check_environment, run_check
 from lockstep.config import CheckConfig, Config, ServiceConfig
+from lockstep.engine.reconcile import (
+    Repair,
+    RepairHeads,
+    finish_repair,
+    repair_record_shas,
+    resolve_repair,
+    rewind_problems,
+)
 from lockstep.errors import AuditError, ForgeError
 from lockstep.forges.base import AuditSink, ExternalCheck, Forge, RecordStore
 from lockstep.model import (
@@ -91,10 +99,11 @@ class _Blocked(Exception):
 
 
 class Gate:
-    """Runs resolve → (gate | bypass) → preflight → promote → verify for one config."""
+    """Runs resolve → (gate | bypass) → preflight → promote → verify for one config.
 
-    moved_outcome = Outcome.ADVANCED  # what a target this run moved is called
-    reads_records_at_start = True  # a reconcile is handed its record instead
+    With a :class:`~lockstep.engine.reconcile.Repair` it is a reconcile: the heads come from
+    that promotion record instead of the source branches, and a rollback rewinds.
+    """
 
     def __init__(
         self,
@@ -108,8 +117,11 @@ class Gate:
         records: RecordStore | None = None,
         progress: Progress | None = None,
         external_check: ExternalCheck | None = None,
+        repair: Repair | None = None,
     ) -> None:
         self.config = config
+        self.repair = repair
+        self._repaired: RepairHeads | None = None  # what resolve found, for a reconcile
         self.forge = forge
         self.env = env
         self._audit_sink = audit_sink
@@ -127,6 +139,11 @@ class Gate:
         self._records_read: asyncio.Future[None] | None = None
         self.promoting = False  # once True, signals stop new pushes but never interrupt one
         self.finishing = False  # writing the report after a cancellation: never interrupted again
+
+    @property
+    def moved_outcome(self) -> Outcome:
+        """What a target this run moved is called."""
+        return self.repair.moved_outcome if self.repair else Outcome.ADVANCED
 
     @property
     def interruptible(self) -> bool:
@@ -197,6 +214,8 @@ class Gate:
             # nothing moved, so the split this run started from is still there
             report.result = Result.SPLIT
             report.messages.append(f"the targets are still split: {self._split.explanation}")
+        if self.repair is not None and self._repaired is not None:
+            finish_repair(report, self.repair, self._repaired)
         report.finished_at = utc_now()
         return report
 
@@ -248,6 +267,9 @@ class Gate:
         await self._promote(report, pending)
 
     async def _resolve(self) -> None:
+        if self.repair is not None:
+            await self._resolve_repair(self.repair)
+            return
         services = self.config.services
         results = await asyncio.gather(*(self.forge.read_heads(s) for s in services), return_exceptions=True)
         errors = []
@@ -261,10 +283,21 @@ class Gate:
         if errors:
             raise ForgeError("; ".join(errors))
 
+    async def _resolve_repair(self, repair: Repair) -> None:
+        """A reconcile's heads: each target placed against the promotion record it repairs."""
+        found = await resolve_repair(self.forge, self.config.services, repair)
+        if found.problems:
+            raise _Blocked("; ".join(found.problems))
+        self._repaired = found
+        for service in self.config.services:
+            self._set_heads(service, found.heads[service.name])
+        self._note_start(repair.record)
+
     def _start_reading_records(self) -> None:
         """Read the promotion records behind the gate steps (they are needed only before the first
-        push and at the end), so a re-run's split is known at no cost in wall time."""
-        if self._records is not None and self.reads_records_at_start:
+        push and at the end), so a re-run's split is known at no cost in wall time.  A reconcile
+        was handed its record instead."""
+        if self._records is not None and self.repair is None:
             self._records_read = asyncio.ensure_future(self._read_start_state(self._records))
 
     async def _records_known(self, limit: float | None = None) -> None:
@@ -340,11 +373,10 @@ class Gate:
             f"{service.target}={heads.target.short if heads.target else '(missing: seed)'}",
         )
 
-    def _order(self, pending: list[ServiceConfig]) -> list[ServiceConfig]:
-        """Push order: config order (reconcile --rollback reverses it)."""
-        return pending
-
     async def _push_one(self, service: ServiceConfig, heads: Heads) -> PushResult:
+        if self.repair is not None and self.repair.rewinds:
+            assert heads.target is not None  # a rewind moves an existing target back
+            return await self.forge.rewind(service, heads.target, heads.source)
         if heads.target is None:
             return await self.forge.create(service, heads.source)
         return await self.forge.advance(service, heads.target, heads.source)
@@ -404,7 +436,13 @@ class Gate:
 
     async def _preflight(self) -> None:
         """Right before the first write, re-read every target that will move (all at once): it must
-        still be where resolve found it, and its source must fast-forward it."""
+        still be where resolve found it, and its source must fast-forward it.  A rollback instead
+        checks that each rewind goes back along the target's own history."""
+        if self.repair is not None and self.repair.rewinds:
+            problems = await rewind_problems(self.forge, self.config.services, self._heads)
+            if problems:
+                raise _Blocked("; ".join(problems))
+            return
         # every service, those with nothing to do included: a target someone moves now would
         # otherwise be reported "unchanged (already at main)" in a run that says "promoted"
         todo = list(self.config.services)
@@ -468,7 +506,7 @@ class Gate:
         self.progress.step_started("promote")
         failed: ServiceConfig | None = None
         cancelled = False
-        pending = self._order(pending)
+        pending = self.repair.order(pending) if self.repair else pending
         for service in pending:
             if self.cancellation.requested:
                 cancelled = True
@@ -516,6 +554,8 @@ class Gate:
     def _record_shas(self, service: ServiceConfig) -> tuple[Sha | None, Sha]:
         """(old, new) of ``service`` as the promotion record states them: old is where the last
         consistent set had it (the split run's old sha when this run started from a split)."""
+        if self.repair is not None and self._repaired is not None:
+            return repair_record_shas(self.repair, self._repaired, service)
         heads = self._heads[service.name]
         split = self._split.record.service(service.name) if self._split and self._split.record else None
         if split is not None:
@@ -541,7 +581,7 @@ class Gate:
                     target=s.target,
                     old_sha=self._record_shas(s)[0],
                     new_sha=self._record_shas(s)[1],
-                    outcome=self._svc(report, s).outcome.value if phase == "finished" else "pending",
+                    outcome=self._svc(report, s).outcome if phase == "finished" else "pending",
                 )
                 for s in self.config.services
             ),

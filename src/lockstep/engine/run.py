@@ -25,7 +25,7 @@ from lockstep.engine.prepare import (
 from lockstep.engine.publish import publish
 from lockstep.engine.reconcile import (
     Direction,
-    ReconcileGate,
+    Repair,
     merge_rollback,
     repair_commands,
 )
@@ -64,7 +64,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
             mode="rollback",
         )
         undone = gate.promotion_record(report, "finished")
-        undo = session.gate(ReconcileGate, direction="rollback", record=undone)
+        undo = session.gate(Repair("rollback", undone))
         merge_rollback(report, await session.run_gate(undo, rollback))
         return [report]
 
@@ -104,7 +104,7 @@ def execute_reconcile(
         if latest is None:
             raise LockstepError(f"no promotion record in {records.location}: nothing to reconcile")
         log.info(f"reconciling {direction} to run {latest.run_id} ({latest.time}, {latest.mode})")
-        gate = session.gate(ReconcileGate, direction=direction, record=latest)
+        gate = session.gate(Repair(direction, latest))
         return [await session.run_gate(gate, options)]
 
     with signals_routed() as router:

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any
 
 from lockstep import actions, log
 from lockstep.config import Config
 from lockstep.engine.gate import Cancellation, Gate, RunOptions
+from lockstep.engine.reconcile import Repair
 from lockstep.errors import LockstepError, UsageError
 from lockstep.forges.base import Wiring
 from lockstep.lock import local_lock
@@ -97,10 +97,11 @@ class Session:
         self._main: asyncio.Task[object] | None = None
         self._locked = False
 
-    def gate(self, cls: type[Gate] = Gate, **kwargs: Any) -> Gate:
+    def gate(self, repair: Repair | None = None) -> Gate:
+        """A gate wired for this session; with ``repair``, a reconcile."""
         if self.progress is None:
             self.progress = make_progress(self.env, enabled=self.live)
-        return cls(
+        return Gate(
             self.config,
             self.wiring.forge,
             env=self.env,
@@ -110,7 +111,7 @@ class Session:
             records=self.wiring.records,
             progress=self.progress,
             external_check=self.wiring.external_check,
-            **kwargs,
+            repair=repair,
         )
 
     async def run_gate(self, gate: Gate, options: RunOptions) -> Report:

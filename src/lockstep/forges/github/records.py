@@ -89,7 +89,7 @@ from lockstep.errors import ForgeError
 from lockstep.forges.github.forge import GitHubForge
 from lockstep.forges.github.http import Reply
 from lockstep.model import Outcome, Result
-from lockstep.records import PromotionRecord, RecordService
+from lockstep.records import Pending, PromotionRecord, RecordService
 from lockstep.redact import clean_text
 
 __all__ = ["GitHubDeploymentRecordStore", "status_state"]
@@ -99,16 +99,15 @@ T = TypeVar("T")
 MAX_DESCRIPTION = 140  # GitHub's limit for a deployment status description
 READ_PAGE = 20
 
-_SUCCESS = {Outcome.ADVANCED.value, Outcome.UNCHANGED.value, Outcome.ROLLED_BACK.value}
-_OUTCOMES = {o.value for o in Outcome}
+_SUCCESS = {Outcome.ADVANCED, Outcome.UNCHANGED, Outcome.ROLLED_BACK}
 _RESULTS = {r.value for r in Result}
 
 
-def status_state(outcome: str) -> str:
+def status_state(outcome: Outcome | Pending) -> str:
     """The deployment status state for a service's final outcome."""
     if outcome in _SUCCESS:
         return "success"
-    if outcome == Outcome.UNKNOWN.value:
+    if outcome == Outcome.UNKNOWN:
         return "error"
     return "failure"
 
@@ -416,19 +415,22 @@ def _raise_first(results: Sequence[object]) -> None:
         raise ForgeError("; ".join(str(e) for e in errors), status=errors[0].status)
 
 
-def _finished_outcome(svc: RecordService, status: _Status, record: PromotionRecord) -> tuple[str, str | None]:
+def _finished_outcome(
+    svc: RecordService, status: _Status, record: PromotionRecord
+) -> tuple[Outcome | Pending, str | None]:
     """(outcome, result) from our status description, else from the state alone."""
     prefix = f"lockstep {record.mode} run {record.run_id} "
     if status.description.startswith(prefix):
-        result, sep, outcome = status.description[len(prefix) :].partition(": ")
-        if sep and outcome in _OUTCOMES and status_state(outcome) == status.state:
+        result, sep, said = status.description[len(prefix) :].partition(": ")
+        outcome = Outcome.parse(said)
+        if sep and status_state(outcome) == status.state:
             return outcome, result if result in _RESULTS else None
     if status.state == "success":
-        return (Outcome.ADVANCED.value if svc.moves else Outcome.UNCHANGED.value), None
+        return (Outcome.ADVANCED if svc.moves else Outcome.UNCHANGED), None
     if status.state == "error":
-        return Outcome.UNKNOWN.value, None
+        return Outcome.UNKNOWN, None
     if status.state == "failure":
-        return Outcome.FAILED.value, None
+        return Outcome.FAILED, None
     return svc.outcome, None
 
 
