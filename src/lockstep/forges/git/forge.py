@@ -83,9 +83,11 @@ class GitForge:
             return repo
         return str((self._base_dir / repo).resolve())
 
-    async def _git(
+    async def run_git(
         self, args: Sequence[str], *, cwd: Path | None = None, input: bytes | None = None
     ) -> GitResult:
+        """Run git with this forge's environment (never a prompt, C locale) in its own session, so a
+        signal to lockstep's terminal never reaches it; the records store shares it."""
         proc = await asyncio.create_subprocess_exec(
             "git",
             *args,
@@ -110,7 +112,7 @@ class GitForge:
     async def _ls_remote(self, service: ServiceConfig, branches: Sequence[str]) -> dict[str, Sha]:
         refs = [f"refs/heads/{b}" for b in branches]
         try:
-            res = await self._git(["ls-remote", "--", self.remote(service), *refs])
+            res = await self.run_git(["ls-remote", "--", self.remote(service), *refs])
         except TimeoutError:
             raise ForgeError(
                 f"{service.repo}: reading {', '.join(branches)} timed out after {self._timeout:.0f}s",
@@ -139,7 +141,8 @@ class GitForge:
     async def read_target(self, service: ServiceConfig) -> Sha | None:
         return (await self._ls_remote(service, [service.target])).get(service.target)
 
-    async def _cache(self, service: ServiceConfig) -> Path:
+    async def object_cache(self, service: ServiceConfig) -> Path:
+        """The bare repository this run fetches ``service``'s remote into (one per remote)."""
         remote = self.remote(service)
         key = hashlib.sha256(remote.encode()).hexdigest()[:16]
         path = self._cache_dir / key
@@ -148,7 +151,7 @@ class GitForge:
             if key not in self._ready:
                 if not (path / "HEAD").exists():
                     path.mkdir(parents=True, exist_ok=True)
-                    res = await self._git(["init", "--quiet", "--bare", str(path)])
+                    res = await self.run_git(["init", "--quiet", "--bare", str(path)])
                     if res.code != 0:
                         raise ForgeError(f"cannot create git cache {path}: {_message(res.err)}")
                 self._ready.add(key)
@@ -156,18 +159,18 @@ class GitForge:
 
     async def _fetch(self, service: ServiceConfig, shas: Sequence[Sha]) -> Path:
         """Make sure the cache has every sha, fetching the service's two branches if not."""
-        cache = await self._cache(service)
+        cache = await self.object_cache(service)
         if await self._have(cache, shas):
             return cache
         ns = f"refs/lockstep/{hashlib.sha256(service.name.encode()).hexdigest()[:12]}"
         specs = [f"+refs/heads/{b}:{ns}/{b}" for b in (service.source, service.target)]
-        res = await self._git(
+        res = await self.run_git(
             ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", self.remote(service), *specs],
             cwd=cache,
         )
         if res.code != 0 and "couldn't find remote ref" in res.err:
             # the target may not exist (seed): fetch the source alone
-            res = await self._git(
+            res = await self.run_git(
                 [
                     "fetch",
                     "--quiet",
@@ -194,7 +197,7 @@ class GitForge:
         for sha in shas:
             if (cache, sha) in self._present:
                 continue
-            res = await self._git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=cache)
+            res = await self.run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=cache)
             if res.code != 0:
                 return False
             self._present.add((cache, sha))
@@ -208,7 +211,7 @@ class GitForge:
         key = (self.remote(service), ancestor, descendant)
         if key not in self._ancestry:
             cache = await self._fetch(service, [ancestor, descendant])
-            res = await self._git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cache)
+            res = await self.run_git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cache)
             if res.code not in (0, 1):
                 raise ForgeError(f"{service.repo}: ancestry check failed: {_message(res.err)}")
             self._ancestry[key] = res.code == 0
@@ -242,7 +245,7 @@ class GitForge:
         ref = f"refs/heads/{service.target}"
         lease = f"--force-with-lease={ref}:{old or ''}"
         try:
-            res = await self._git(
+            res = await self.run_git(
                 ["push", "--porcelain", "--quiet", lease, "--", self.remote(service), f"{new}:{ref}"],
                 cwd=cache,
             )

@@ -36,7 +36,7 @@ class GitRecordStore:
 
     async def _read(self) -> tuple[Sha | None, str]:
         forge, service = self._forge, self._service
-        res = await forge._git(["ls-remote", "--", forge.remote(service), self.ref])
+        res = await forge.run_git(["ls-remote", "--", forge.remote(service), self.ref])
         if res.code != 0:
             raise ForgeError(f"{service.repo}: cannot read {self.ref}: {clean_text(res.err)}")
         head = next(
@@ -44,8 +44,8 @@ class GitRecordStore:
         )
         if head is None:
             return None, ""
-        cache = await forge._cache(service)
-        res = await forge._git(
+        cache = await forge.object_cache(service)
+        res = await forge.run_git(
             [
                 "fetch",
                 "--quiet",
@@ -59,7 +59,7 @@ class GitRecordStore:
         )
         if res.code != 0:
             raise ForgeError(f"{service.repo}: cannot fetch {self.ref}: {clean_text(res.err)}")
-        res = await forge._git(["cat-file", "blob", f"{head}:{FILE}"], cwd=cache)
+        res = await forge.run_git(["cat-file", "blob", f"{head}:{FILE}"], cwd=cache)
         if res.code != 0:
             raise ForgeError(f"{service.repo}: {self.ref} has no {FILE}: {clean_text(res.err)}")
         return Sha(head), res.out
@@ -76,18 +76,18 @@ class GitRecordStore:
     async def write(self, record: PromotionRecord) -> str:
         """Append one record; raise ForgeError when it could not be stored."""
         forge, service = self._forge, self._service
-        cache = await forge._cache(service)
+        cache = await forge.object_cache(service)
         for _ in range(self._attempts):
             head, text = await self._read()
             if text and not text.endswith("\n"):
                 text += "\n"
             text += record.dumps() + "\n"
-            blob = await forge._git(["hash-object", "-w", "--stdin"], cwd=cache, input=text.encode())
-            tree = await forge._git(
+            blob = await forge.run_git(["hash-object", "-w", "--stdin"], cwd=cache, input=text.encode())
+            tree = await forge.run_git(
                 ["mktree"], cwd=cache, input=f"100644 blob {blob.out.strip()}\t{FILE}\n".encode()
             )
             parents = ["-p", head] if head else []
-            commit = await forge._git(
+            commit = await forge.run_git(
                 [
                     *_IDENTITY,
                     "commit-tree",
@@ -102,7 +102,7 @@ class GitRecordStore:
                 raise ForgeError(
                     f"cannot build the record commit: {clean_text(blob.err + tree.err + commit.err)}"
                 )
-            push = await forge._git(
+            push = await forge.run_git(
                 [
                     "push",
                     "--porcelain",

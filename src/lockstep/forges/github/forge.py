@@ -106,7 +106,7 @@ def _branch_path(owner: str, name: str, branch: str) -> str:
     return f"/repos/{quote(owner)}/{quote(name)}/branches/{quote(branch, safe='/')}"
 
 
-def _ref_path(owner: str, name: str, branch: str) -> str:
+def ref_path(owner: str, name: str, branch: str) -> str:
     return f"/repos/{quote(owner)}/{quote(name)}/git/refs/heads/{quote(branch, safe='/')}"
 
 
@@ -385,7 +385,7 @@ class GitHubForge:
         return await self._write(
             service,
             "PATCH",
-            _ref_path(owner, name, service.target),
+            ref_path(owner, name, service.target),
             {"sha": str(new), "force": force},
             before=old,
             new=new,

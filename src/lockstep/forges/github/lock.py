@@ -21,7 +21,7 @@ from urllib.parse import quote
 from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, LockError
-from lockstep.forges.github.forge import LOCK_PREFIX, GitHubForge, _ref_path, check_branch
+from lockstep.forges.github.forge import LOCK_PREFIX, GitHubForge, check_branch, ref_path
 from lockstep.model import Sha
 
 
@@ -182,7 +182,7 @@ class GitHubRefLock:
         forge, http = self._forge, self._forge.http
         owner, name = self.repo
         reply = await http.send(
-            "DELETE", _ref_path(owner, name, self.branch), token=forge.push_token(self._service)
+            "DELETE", ref_path(owner, name, self.branch), token=forge.push_token(self._service)
         )
         if reply.status == 204:
             log.info(f"lock released: {self.ref} in {self._full}")
