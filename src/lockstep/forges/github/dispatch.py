@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from lockstep import __version__
 from lockstep.errors import ForgeError, UsageError
 from lockstep.forges.github.forge import parse_repo
-from lockstep.forges.github.http import API_VERSION, DEFAULT_API_URL, Reply, Secret
+from lockstep.forges.github.http import API_VERSION, Reply, Secret, api_url
 from lockstep.redact import READ_TOKEN_VARS, clean_text
 
 __all__ = ["DispatchRequest", "build_request", "read_token", "send_dispatch"]
@@ -83,16 +83,6 @@ def read_token(env: Mapping[str, str]) -> Secret:
         "environment variable GITHUB_TOKEN (or GH_TOKEN) is not set: it needs a token with "
         "Contents: read and write on the repository that receives the dispatch"
     )
-
-
-def api_url(env: Mapping[str, str]) -> str:
-    raw = env.get("GITHUB_API_URL", "").strip() or DEFAULT_API_URL
-    parts = urlsplit(raw)
-    if "@" in parts.netloc:
-        raise UsageError("GITHUB_API_URL must not contain credentials (the token goes in GITHUB_TOKEN)")
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise UsageError(f"GITHUB_API_URL must be an http(s) URL, got {raw!r:.100}")
-    return raw.rstrip("/")
 
 
 def send_dispatch(

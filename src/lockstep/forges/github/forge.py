@@ -37,11 +37,11 @@ from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, UsageError
 from lockstep.forges.github.http import (
-    DEFAULT_API_URL,
     GitHubHttp,
     Reply,
     RetryPolicy,
     Secret,
+    api_url,
     is_rate_limited,
 )
 from lockstep.model import Heads, PushResult, PushStatus, Sha, TargetCheck
@@ -186,14 +186,8 @@ class GitHubForge:
                     f"({where}.token_env: the token that pushes {service.repo})"
                 )
             push_tokens[service.name] = _checked_token(value, service.token_env)
-        raw_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_API_URL
-        parts = urlsplit(raw_url)
-        if "@" in parts.netloc:
-            raise UsageError("GITHUB_API_URL must not contain credentials (tokens go in GITHUB_TOKEN)")
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise UsageError(f"GITHUB_API_URL must be an http(s) URL, got {raw_url!r:.100}")
         http = GitHubHttp(
-            raw_url,
+            api_url(env),
             timeout=config.gate.request_timeout,
             retry=retry or RetryPolicy(),
             transport=transport,
@@ -283,16 +277,21 @@ class GitHubForge:
     async def read_target(self, service: ServiceConfig) -> Sha | None:
         return await self._read(service, "target")
 
-    async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
-        """``compare/{ancestor}...{descendant}``: ancestor iff the status is ahead or identical."""
+    async def _compare(self, service: ServiceConfig, base: str, head: Sha, doing: str) -> Reply:
+        """``GET compare/{base}...{head}`` with one commit per page: only its status and
+        ``base_commit`` are read, and GitHub's commit list would cost time and bytes."""
         owner, name = self._repo(service)
-        label = f"{ancestor.short}...{descendant.short}"
-        reply = await self.http.get(
-            f"/repos/{quote(owner)}/{quote(name)}/compare/{quote(ancestor)}...{quote(descendant)}",
+        return await self.http.get(
+            f"/repos/{quote(owner)}/{quote(name)}/compare/{base}...{quote(head)}",
             token=self.read_token,
-            what=f"{service.repo}: comparing {label}",
+            what=f"{service.repo}: {doing}",
             params={"per_page": "1"},
         )
+
+    async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
+        """``compare/{ancestor}...{descendant}``: ancestor iff the status is ahead or identical."""
+        label = f"{ancestor.short}...{descendant.short}"
+        reply = await self._compare(service, quote(ancestor), descendant, f"comparing {label}")
         if reply.status == 200:
             status = (reply.json_object() or {}).get("status")
             if status in ("ahead", "identical"):
@@ -315,13 +314,8 @@ class GitHubForge:
         """``compare/{target branch}...{new}``: the target's current sha (``base_commit``) and whether
         ``new`` fast-forwards it, in one request. A 404 (target missing, or no common history) is
         settled with the exact branch read."""
-        owner, name = self._repo(service)
-        reply = await self.http.get(
-            f"/repos/{quote(owner)}/{quote(name)}/compare/{quote(service.target, safe='/')}...{quote(new)}",
-            token=self.read_token,
-            what=f"{service.repo}: re-reading '{service.target}'",
-            params={"per_page": "1"},
-        )
+        branch = quote(service.target, safe="/")
+        reply = await self._compare(service, branch, new, f"re-reading '{service.target}'")
         if reply.status == 404:
             current = await self.read_target(service)
             if current is None:

@@ -30,10 +30,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from lockstep import __version__, log, redact
+from lockstep.errors import UsageError
 from lockstep.redact import clean_text
 
 __all__ = [
@@ -43,10 +45,23 @@ __all__ = [
     "Reply",
     "RetryPolicy",
     "Secret",
+    "api_url",
 ]
 
 API_VERSION = "2022-11-28"
 DEFAULT_API_URL = "https://api.github.com"
+
+
+def api_url(env: Mapping[str, str]) -> str:
+    """``$GITHUB_API_URL`` (GitHub Enterprise Server), else github.com's; checked before any request,
+    and never one with credentials in it (they would be printed wherever the URL is)."""
+    raw = env.get("GITHUB_API_URL", "").strip() or DEFAULT_API_URL
+    parts = urlsplit(raw)
+    if "@" in parts.netloc:
+        raise UsageError("GITHUB_API_URL must not contain credentials (tokens go in GITHUB_TOKEN)")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise UsageError(f"GITHUB_API_URL must be an http(s) URL, got {raw!r:.100}")
+    return raw.rstrip("/")
 
 class Secret:
     """A token value that never prints: ``repr``, ``str`` and f-strings show its source only.

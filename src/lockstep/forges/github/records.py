@@ -305,20 +305,13 @@ class GitHubDeploymentRecordStore:
 
     async def _list(self, service: ServiceConfig) -> list[_Found]:
         full, env = self._full(service), self.environment(service)
-        reply = await self._forge.http.get(
+        items = await self._get_list(
+            service,
             self._path(service),
-            token=self._forge.read_token,
-            what=f"{full}: reading promotion records",
-            params={"environment": env, "per_page": str(self._per_page)},
+            {"environment": env, "per_page": str(self._per_page)},
+            reading="promotion records",
+            failure=f"read the promotion records (deployments in environment {env})",
         )
-        if reply.status != 200:
-            raise ForgeError(
-                f"{full}: cannot read the promotion records (deployments in environment {env}): "
-                f"{self._describe(reply)}",
-                status=reply.status,
-                transient=reply.status is None or reply.status >= 500,
-            )
-        items = _json_list(reply)
         if items is None:
             raise ForgeError(f"{full}: unexpected answer listing deployments (not a JSON list)", status=200)
         found: list[_Found] = []
@@ -332,6 +325,23 @@ class GitHubDeploymentRecordStore:
         if skipped:
             log.info(f"{full}: skipped {skipped} deployment(s) in {env} that hold no lockstep record")
         return found
+
+    async def _get_list(
+        self, service: ServiceConfig, path: str, params: dict[str, str], *, reading: str, failure: str
+    ) -> list[object] | None:
+        """GET a list with the read token: None if the answer is not a JSON list; a failed read
+        raises, naming the repository, what it was reading and the HTTP status."""
+        full = self._full(service)
+        reply = await self._forge.http.get(
+            path, token=self._forge.read_token, what=f"{full}: reading {reading}", params=params
+        )
+        if reply.status != 200:
+            raise ForgeError(
+                f"{full}: cannot {failure}: {self._describe(reply)}",
+                status=reply.status,
+                transient=reply.status is None or reply.status >= 500,
+            )
+        return _json_list(reply)
 
     def _parse(self, item: object, service: ServiceConfig) -> _Found | None:
         if not isinstance(item, dict):
@@ -358,21 +368,13 @@ class GitHubDeploymentRecordStore:
         )
 
     async def _latest_status(self, service: ServiceConfig, found: _Found) -> _Status | None:
-        full = self._full(service)
-        reply = await self._forge.http.get(
+        items = await self._get_list(
+            service,
             self._path(service, f"/{found.deployment_id}/statuses"),
-            token=self._forge.read_token,
-            what=f"{full}: reading the status of record deployment #{found.deployment_id}",
-            params={"per_page": "1"},
+            {"per_page": "1"},
+            reading=f"the status of record deployment #{found.deployment_id}",
+            failure=f"read the status of record deployment #{found.deployment_id}",
         )
-        if reply.status != 200:
-            raise ForgeError(
-                f"{full}: cannot read the status of record deployment #{found.deployment_id}: "
-                f"{self._describe(reply)}",
-                status=reply.status,
-                transient=reply.status is None or reply.status >= 500,
-            )
-        items = _json_list(reply)
         if not items or not isinstance(items[0], dict):
             return None
         first = items[0]
