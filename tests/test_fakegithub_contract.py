@@ -7,69 +7,26 @@ permission model.
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from tests.support.apiworld import BASE, REPO, TLS, ApiWorld, api_world, error
 from tests.support.fakegithub import FakeGitHub, Fault
 
-REPO = "o/r"
-BASE = f"/repos/{REPO}"
 PROD_REF = f"{BASE}/git/refs/heads/prod"
-# One shared context: each httpx.Client otherwise loads the CA bundle again (~50 ms).
-_TLS = ssl.create_default_context()
 
 
-@dataclass
-class World:
-    """A repo with main = c1 <- c2 <- c3, prod = c1, side = c1 <- s (diverges from main)."""
-
-    gh: FakeGitHub
-    client: httpx.Client
-    c1: str
-    c2: str
-    c3: str
-    side: str
-
-    def as_(self, token: str | None) -> httpx.Client:
-        """A second client with another (or no) credential."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.gh.url, headers=headers, timeout=5, verify=_TLS)
+World = ApiWorld
 
 
 @pytest.fixture
 def w() -> Iterator[World]:
-    with FakeGitHub() as gh:
-        gh.add_repo(REPO)
-        c1 = gh.commit(REPO)
-        c2 = gh.commit(REPO, parents=(c1,))
-        c3 = gh.commit(REPO, parents=(c2,))
-        side = gh.commit(REPO, parents=(c1,))
-        gh.set_branch(REPO, "main", c3)
-        gh.set_branch(REPO, "prod", c1)
-        gh.set_branch(REPO, "side", side)
-        gh.add_token("tok-write", write=[REPO, "o/tracker"])
-        gh.add_token("tok-read", read=[REPO, "o/tracker"])
-        gh.add_token("tok-other", read=["o/other"])
-        gh.add_issue("o/tracker", 42)
-        headers = {"Authorization": "Bearer tok-write", "X-GitHub-Api-Version": "2022-11-28"}
-        with httpx.Client(base_url=gh.url, headers=headers, timeout=5, verify=_TLS) as client:
-            yield World(gh, client, c1, c2, c3, side)
-
-
-def error(resp: httpx.Response, status: int) -> str:
-    """Assert GitHub's error shape and return the message."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == "application/json; charset=utf-8"
-    body = resp.json()
-    assert body["status"] == str(status)
-    assert body["documentation_url"].startswith("https://docs.github.com/")
-    return str(body["message"])
+    with api_world(World, tracker=True) as world:
+        yield world
 
 
 # ---- branches and refs ---------------------------------------------------------------
@@ -408,4 +365,4 @@ def test_stop_closes_server() -> None:
     url = gh.url
     gh.stop()
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{url}/", timeout=1, verify=_TLS)
+        httpx.get(f"{url}/", timeout=1, verify=TLS)

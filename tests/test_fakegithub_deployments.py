@@ -9,35 +9,20 @@ that faults and request recording apply as to every other endpoint.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.fakegithub import FakeGitHub, Fault
+from tests.support.apiworld import BASE, REPO, ApiWorld, api_world, error
+from tests.support.fakegithub import Fault
 
-REPO = "o/r"
-BASE = f"/repos/{REPO}"
 DEPLOYMENTS = f"{BASE}/deployments"
-_TLS = ssl.create_default_context()
 
 
-@dataclass
-class World:
-    """main = c1 <- c2 (the default branch), prod = c1; ``side`` forks from c1."""
-
-    gh: FakeGitHub
-    client: httpx.Client
-    c1: str
-    c2: str
-    side: str
-
-    def as_(self, token: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.gh.url, headers=headers, timeout=5, verify=_TLS)
+class World(ApiWorld):
+    """main = c2 (the default branch), prod = c1; ``side`` forks from c1."""
 
     def create(self, **body: Any) -> httpx.Response:
         payload = {"ref": self.c2, "auto_merge": False, "required_contexts": [], **body}
@@ -46,28 +31,8 @@ class World:
 
 @pytest.fixture
 def w() -> Iterator[World]:
-    with FakeGitHub() as gh:
-        gh.add_repo(REPO)
-        c1 = gh.commit(REPO)
-        c2 = gh.commit(REPO, parents=(c1,))
-        side = gh.commit(REPO, parents=(c1,))
-        gh.set_branch(REPO, "main", c2)
-        gh.set_branch(REPO, "prod", c1)
-        gh.set_branch(REPO, "side", side)
-        gh.add_token("tok-write", write=[REPO], login="bot")
-        gh.add_token("tok-read", read=[REPO])
-        gh.add_token("tok-other", read=["o/other"])
-        headers = {"Authorization": "Bearer tok-write", "X-GitHub-Api-Version": "2022-11-28"}
-        with httpx.Client(base_url=gh.url, headers=headers, timeout=5, verify=_TLS) as client:
-            yield World(gh, client, c1, c2, side)
-
-
-def error(resp: httpx.Response, status: int) -> str:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["status"] == str(status)
-    assert body["documentation_url"].startswith("https://docs.github.com/")
-    return str(body["message"])
+    with api_world(World, main="c2", login="bot") as world:
+        yield world
 
 
 # ---- create ----------------------------------------------------------------------------
