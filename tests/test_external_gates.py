@@ -120,12 +120,19 @@ class World:
         return asyncio.run(main())
 
     def at_poll(self, n: int, action: Callable[[], object]) -> None:
-        """Run ``action`` just before the (n+1)th round of reads (after the nth sleep of any service)."""
+        """Run ``action`` just before the (n+1)th round of reads (after the nth sleep of any service),
+        and never before the fake has answered every service's first reads: on a loaded machine one
+        service's read can lag behind the other's polls, and would then miss the state it was meant to see."""
         done = False
+        rounds = max(1, n // len(SERVICES))
+
+        def answered(repo: str) -> int:
+            return sum(1 for r in self.gh.requests
+                       if r.method == "GET" and r.path.startswith(f"/repos/{repo}/") and r.status is not None)
 
         def hook(count: int) -> None:
             nonlocal done
-            if count >= n and not done:
+            if count >= n and not done and all(answered(repo) >= rounds for repo in SERVICES.values()):
                 done = True
                 action()
 
