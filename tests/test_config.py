@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from lockstep.config import parse_config, parse_duration
 from lockstep.errors import ConfigError
+from tests.support.cli import run_cli
 
 VALID = """
 [gate]
@@ -143,3 +145,26 @@ def test_an_invalid_service_is_one_line_not_two() -> None:
 def test_ref_lock_needs_the_github_forge() -> None:
     text = VALID.replace('name = "bs-lml"', 'name = "bs-lml"\nlock = "ref"')
     assert 'gate.lock = "ref" needs forge = "github"' in error(text, BS="https://s")
+
+
+@pytest.mark.parametrize("where", ["top", "env", "services"])
+def test_values_nested_deeper_than_python_can_read_are_one_config_error(where: str) -> None:
+    # tomllib (and the checks after it) recurse: a hostile config once ended in "internal error"
+    deep = "[" * 5000 + "]" * 5000
+    text = {
+        "top": f"a = {deep}\n",
+        "env": VALID.replace('[gate]\nname = "bs-lml"', f'[gate]\nname = "bs-lml"\nextra = {deep}'),
+        "services": VALID + f"\n[[services]]\nname = {deep}\n",
+    }[where]
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={}, source="deep.toml", base_dir=Path("/tmp"))
+    assert str(info.value) == "deep.toml: arrays or tables nested too deeply to read"
+
+
+def test_the_cli_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "lockstep.toml"
+    config.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for command in (("run",), ("validate", "--config", str(config)), ("plan", "--config", str(config))):
+        res = run_cli(tmp_path, command, env=os.environ)
+        assert (res.code, res.out) == (2, ""), (command, res.err)
+        assert res.err == f"lockstep: {config}: arrays or tables nested too deeply to read\n", command

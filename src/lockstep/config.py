@@ -505,6 +505,13 @@ def _describe(err: Mapping[str, Any]) -> str:
 def parse_config(text: str, *, env: Mapping[str, str], source: str, base_dir: Path) -> Config:
     """Parse and validate config text; raise :class:`ConfigError` listing every problem."""
     try:
+        return _parse_config(text, env=env, source=source, base_dir=base_dir)
+    except RecursionError:  # tomllib, the substitution and pydantic all recurse into nested values
+        raise ConfigError(f"{source}: arrays or tables nested too deeply to read") from None
+
+
+def _parse_config(text: str, *, env: Mapping[str, str], source: str, base_dir: Path) -> Config:
+    try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
