@@ -504,13 +504,30 @@ class Gate:
         report.steps.append(step)
         start = time.monotonic()
         self.progress.step_started("promote")
-        failed: ServiceConfig | None = None
-        cancelled = False
         pending = self.repair.order(pending) if self.repair else pending
+        failed, cancelled = await self._push_in_order(report, pending)
+        step.seconds = round(time.monotonic() - start, 3)
+        if failed or cancelled:
+            self._stopped(report, step, pending, failed)
+        self.progress.step_finished("promote", step.status.value, step.seconds, step.detail)
+        for svc in report.services:
+            if svc.action == Action.NOOP:
+                svc.outcome = Outcome.UNCHANGED
+        if failed or cancelled:
+            await self._verify(report)
+        else:
+            self._confirmed(report, pending)
+        self._decide(report, failed is not None or cancelled)
+        await self._record(report, "finished")
+
+    async def _push_in_order(
+        self, report: Report, pending: list[ServiceConfig]
+    ) -> tuple[ServiceConfig | None, bool]:
+        """Push one service after another; stop at the first that is not known to have landed
+        (returned), or before the next when a signal asked to stop (True)."""
         for service in pending:
             if self.cancellation.requested:
-                cancelled = True
-                break
+                return None, True
             heads = self._heads[service.name]
             svc = self._svc(report, service)
             try:
@@ -525,31 +542,25 @@ class Gate:
             svc.outcome = Outcome.UNKNOWN if result.status == PushStatus.UNKNOWN else Outcome.FAILED
             svc.detail = result.detail
             log.error(f"{service.name}: push {result.status}: {result.detail}")
-            failed = service
-            break
-        step.seconds = round(time.monotonic() - start, 3)
-        if failed or cancelled:
-            step.status = StepStatus.CANCELLED if cancelled else StepStatus.FAILED
-            step.detail = (
-                f"cancelled by {self.cancellation.signal_name or 'signal'}"
-                if cancelled
-                else f"{failed.name if failed else ''}: {self._svc(report, failed).detail if failed else ''}"
-            )
-            rest = Outcome.CANCELLED if cancelled else Outcome.SKIPPED
-            for service in pending:
-                svc = self._svc(report, service)
-                if svc.outcome == Outcome.SKIPPED and service is not failed:
-                    svc.outcome = rest
-        self.progress.step_finished("promote", step.status.value, step.seconds, step.detail)
-        for svc in report.services:
-            if svc.action == Action.NOOP:
-                svc.outcome = Outcome.UNCHANGED
-        if failed or cancelled:
-            await self._verify(report)
+            return service, False
+        return None, False
+
+    def _stopped(
+        self, report: Report, step: StepReport, pending: list[ServiceConfig], failed: ServiceConfig | None
+    ) -> None:
+        """The promote step failed (``failed``'s push) or was cancelled: say so, and call every
+        service it never reached skipped or cancelled."""
+        if failed is None:
+            step.status = StepStatus.CANCELLED
+            step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
         else:
-            self._confirmed(report, pending)
-        self._decide(report, failed is not None or cancelled)
-        await self._record(report, "finished")
+            step.status = StepStatus.FAILED
+            step.detail = f"{failed.name}: {self._svc(report, failed).detail}"
+        rest = Outcome.SKIPPED if failed else Outcome.CANCELLED
+        for service in pending:
+            svc = self._svc(report, service)
+            if svc.outcome == Outcome.SKIPPED and service is not failed:
+                svc.outcome = rest
 
     def _record_shas(self, service: ServiceConfig) -> tuple[Sha | None, Sha]:
         """(old, new) of ``service`` as the promotion record states them: old is where the last
@@ -658,27 +669,29 @@ class Gate:
         return self._svc(report, service).action == Action.NOOP and old != new
 
     def _decide(self, report: Report, had_failure: bool) -> None:
-        moved = [s for s in report.services if s.did_push]
+        moved = [s.name for s in report.services if s.did_push]
         # already where this promotion moves them, by the earlier run this one finishes
-        carried = [s for s in self.config.services if self._carried(report, s)]
-        unknown = [s for s in report.services if s.outcome == Outcome.UNKNOWN]
+        carried = [s.name for s in self.config.services if self._carried(report, s)]
+        unknown = [s.name for s in report.services if s.outcome == Outcome.UNKNOWN]
         behind = [
-            s for s in report.services
+            s.name for s in report.services
             if s.action not in (None, Action.NOOP) and not s.did_push and s.outcome != Outcome.UNKNOWN
         ]
         if unknown:
             report.result = Result.UNKNOWN
-            report.messages.append(
-                "position unknown for " + ", ".join(s.name for s in unknown) + ": operator action needed"
-            )
+            report.messages.append(f"position unknown for {', '.join(unknown)}: operator action needed")
         elif (moved or carried) and behind:
             report.result = Result.SPLIT
-            parts = [f"advanced {', '.join(s.name for s in moved)}"] if moved else []
-            if carried:
-                parts.append(f"already there from an earlier run: {', '.join(s.name for s in carried)}")
-            parts.append(f"not advanced {', '.join(s.name for s in behind)}")
-            report.messages.append("split promotion: " + "; ".join(parts))
+            report.messages.append("split promotion: " + _split_parts(moved, carried, behind))
         elif behind or (had_failure and not moved):
             report.result = Result.BLOCKED
         else:
             report.result = Result.PROMOTED
+
+
+def _split_parts(moved: list[str], carried: list[str], behind: list[str]) -> str:
+    parts = [f"advanced {', '.join(moved)}"] if moved else []
+    if carried:
+        parts.append(f"already there from an earlier run: {', '.join(carried)}")
+    parts.append(f"not advanced {', '.join(behind)}")
+    return "; ".join(parts)

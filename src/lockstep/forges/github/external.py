@@ -402,31 +402,36 @@ async def run_external_check(
         f"[{check.name}] waiting up to {human_duration(check.timeout)} for {what} on "
         + ", ".join(f"{p.name}@{p.sha.short}" for p in pollers)
     )
-    tasks = {asyncio.ensure_future(p.run(check.timeout)): p for p in pollers}
+    verdicts = await _wait_fail_fast(pollers, check.timeout)
+    return _result(check, what, [verdicts[p.name] for p in pollers], clock() - start)
+
+
+async def _wait_fail_fast(pollers: Sequence[_Poller], timeout: float) -> dict[str, ServiceVerdict]:
+    """Every poller's verdict; the first service that fails or cannot be read stops the others
+    (their verdict says by whom), so a red check blocks the run at once."""
+    tasks = {asyncio.ensure_future(p.run(timeout)): p for p in pollers}
     verdicts: dict[str, ServiceVerdict] = {}
     try:
         pending = set(tasks)
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            failed = None
-            for task in done:
-                verdict = task.result()
-                verdicts[verdict.service] = verdict
-                if verdict.outcome in ("failed", "unreadable"):
-                    failed = failed or verdict.service
+            results = [task.result() for task in done]
+            verdicts.update((v.service, v) for v in results)
+            failed = next((v.service for v in results if v.outcome in ("failed", "unreadable")), None)
             if failed is not None and pending:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-                for task in pending:
-                    poller = tasks[task]
-                    verdicts[poller.name] = poller.stopped(failed)
+                verdicts.update((tasks[task].name, tasks[task].stopped(failed)) for task in pending)
                 pending = set()
     finally:
         for task in tasks:
             task.cancel()
-    ordered = [verdicts[p.name] for p in pollers]
-    seconds = clock() - start
+    return verdicts
+
+
+def _result(check: CheckConfig, what: str, ordered: list[ServiceVerdict], seconds: float) -> CheckResult:
+    """The check's result: one line per service, and a detail naming every service that blocks."""
     took = human_duration(seconds)
     tail = "\n".join(v.message + (f" <{v.url}>" if v.url else "") for v in ordered)
     if all(v.ok for v in ordered):
