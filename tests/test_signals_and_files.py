@@ -552,3 +552,23 @@ def test_a_signal_while_a_check_is_starting_still_gives_it_sigterm_and_its_grace
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     assert stopped.exists(), "the check was killed without SIGTERM"
+
+
+def test_ctrl_c_while_lockstep_is_still_loading_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A SIGINT that lands while the modules load (a slow disk, a busy runner) raises
+    KeyboardInterrupt inside an import. Here it is made to land exactly there: a startup hook
+    interrupts the import of the CLI, as the signal would."""
+    hook = tmp_path / "hooks"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'lockstep.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "lockstep", "run"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "lockstep: interrupted before anything was done\n")
