@@ -103,6 +103,23 @@ def test_bad_durations(bad: object) -> None:
         parse_duration(bad if bad != "5 m" else "5x")
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "99999999999999999999999", '"99999999999h"',
+                                   '"168h1ms"', "604801"])
+def test_a_duration_that_would_wait_forever_is_one_config_error(value: str) -> None:
+    # nan slipped past "cannot be negative", and inf or 1e400 seconds waited forever (or overflowed
+    # the event loop's clock) instead of naming the key
+    text = VALID.replace('name = "bs-lml"', f'name = "bs-lml"\nhealth_timeout = {value}', 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={"BS": "https://staging.example"}, source="lockstep.toml", base_dir=Path("/cfg"))
+    assert str(info.value).startswith("lockstep.toml: gate.health_timeout: "), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@given(st.floats(min_value=0, max_value=7 * 24 * 3600))
+def test_every_duration_up_to_7_days_is_taken(seconds: float) -> None:
+    assert parse_duration(seconds) == seconds
+
+
 @given(st.text(max_size=200))
 def test_any_text_is_a_config_or_a_config_error(text: str) -> None:
     """No input makes the loader raise anything but ConfigError."""

@@ -360,7 +360,8 @@ VALUE_TYPES = """\
 A string of one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`:
 `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"1m30s"`, `"1.5s"`. A bare number is
 seconds (`90` = `"90s"`). Negative durations, other units (`"5 minutes"`,
-`"2d"`) and booleans are refused.
+`"2d"`), booleans, `nan`, `inf` and anything longer than 7 days (`"168h"`:
+longer than any CI job runs, so surely a typo) are refused.
 
 ### Booleans
 

@@ -7,6 +7,7 @@ config stops the run before anything is touched.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -38,6 +39,9 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+MAX_DURATION = 7 * 24 * 3600.0  # longer than any CI job runs: a longer value is a typo
+
+
 def parse_duration(value: object) -> float:
     """Parse ``"5m"``, ``"30s"``, ``"1m30s"``, ``"250ms"`` or a number of seconds."""
     if isinstance(value, bool):
@@ -56,8 +60,13 @@ def parse_duration(value: object) -> float:
             raise ValueError("not a duration such as \"30s\", \"5m\" or \"1h\"")
     else:
         raise ValueError("expected a duration such as \"30s\" or \"5m\"")
+    if math.isnan(seconds):
+        raise ValueError("not a duration such as \"30s\", \"5m\" or \"1h\"")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        # inf, 1e400 or "99999999h" would wait forever, or overflow the event loop's clock
+        raise ValueError("a duration cannot be longer than 7 days (\"168h\")")
     return seconds
 
 
