@@ -7,23 +7,27 @@ once per checkout, under a file lock so that pytest-xdist workers wait for one
 install); without node or npm those tests are skipped with one line saying
 what to install.
 
-No YAML library is a dependency, so the structural helpers read the text; the
-files are written in plain block style so that this stays simple and exact.
+The structural helpers read the files with ruamel.yaml (YAML 1.2, line numbers
+kept); :func:`top_level_blocks` also keeps each block's lines as written, for
+the assertions on how a file spells something.
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,12 +49,19 @@ const { runLint } = require(process.argv[1]);
 """
 
 
+def load_yaml(text: str) -> Any:
+    """YAML 1.2 with line numbers kept (round-trip loader): ``on:`` stays the key "on" (YAML 1.1
+    readers such as PyYAML make it True), and a finding can name its line."""
+    return YAML(typ="rt").load(text)
+
+
 def indent_of(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
 def top_level_blocks(text: str) -> dict[str, list[str]]:
-    """Top-level key → the lines of its block (key line excluded)."""
+    """Top-level key → the lines of its block as written (key line excluded), for the assertions
+    on how a file spells something; what it means is read with :func:`load_yaml`."""
     blocks: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in text.splitlines():
@@ -64,74 +75,45 @@ def top_level_blocks(text: str) -> dict[str, list[str]]:
     return blocks
 
 
-_RUN_RE = re.compile(r"^(?P<indent> *)(?P<dash>- )?run:(?:\s+(?P<rest>.*))?$")
+def _mappings(node: Any) -> Iterator[CommentedMap]:
+    """Every mapping in the document, in document order."""
+    if isinstance(node, CommentedMap):
+        yield node
+        for value in node.values():
+            yield from _mappings(value)
+    elif isinstance(node, CommentedSeq):
+        for item in node:
+            yield from _mappings(item)
 
 
 def run_scripts(text: str) -> list[tuple[int, str]]:
-    """Every ``run:`` value as (line number, script text), block scalars dedented."""
-    lines = text.splitlines()
-    scripts: list[tuple[int, str]] = []
-    for i, line in enumerate(lines):
-        m = _RUN_RE.match(line)
-        if not m:
-            continue
-        key_indent = len(m["indent"]) + (2 if m["dash"] else 0)
-        rest = (m["rest"] or "").strip()
-        if rest and rest[0] not in "|>":
-            scripts.append((i + 1, rest))
-            continue
-        body: list[str] = []
-        for nxt in lines[i + 1 :]:
-            if nxt.strip() and indent_of(nxt) <= key_indent:
-                break
-            body.append(nxt)
-        scripts.append((i + 1, textwrap.dedent("\n".join(body)).strip("\n") + "\n"))
-    return scripts
+    """Every ``run:`` value as (line number, script text), as the runner receives it."""
+    return [(m.lc.key("run")[0] + 1, str(m["run"])) for m in _mappings(load_yaml(text))
+            if isinstance(m.get("run"), str)]
 
 
 def step_env(text: str, step_id: str) -> dict[str, str]:
-    """The ``env:`` mapping of the step with ``id: step_id`` (plain ``KEY: value`` lines)."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == f"id: {step_id}")
-    step_indent = indent_of(lines[start])
-    env: dict[str, str] = {}
-    in_env = False
-    for line in lines[start + 1 :]:
-        if line.strip().startswith("- ") and indent_of(line) < step_indent:
-            break
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        if indent_of(line) == step_indent:
-            in_env = line.strip() == "env:"
-            continue
-        if in_env:
-            key, _, value = line.strip().partition(":")
-            env[key] = value.strip()
-    return env
+    """The ``env:`` mapping of the step with ``id: step_id``, values as written."""
+    step = next(m for m in _mappings(load_yaml(text)) if m.get("id") == step_id)
+    return {str(k): str(v) for k, v in (step.get("env") or {}).items()}
 
 
 def action_as_workflow(text: str) -> str:
     """The composite action rewritten as a workflow that actionlint can check."""
-    blocks = top_level_blocks(text)
-    inputs = "\n".join(("    " + line) if line.strip() else "" for line in blocks["inputs"])
-    outputs: list[str] = []
-    name = None
-    for line in blocks["outputs"]:
-        if indent_of(line) == 2 and line.strip().endswith(":"):
-            name = line.strip()[:-1]
-        elif line.strip().startswith("value:") and name:
-            outputs.append(f"      {name}: {line.split('value:', 1)[1].strip()}")
-    runs = blocks["runs"]
-    assert [ln.strip() for ln in runs[:2]] == ["using: composite", "steps:"], runs[:2]
-    steps = "\n".join(("  " + line) if line.strip() else "" for line in runs[2:])
-    return (
-        "on:\n  workflow_dispatch:\n    inputs:\n" + inputs + "\n"
-        "jobs:\n  action:\n    runs-on: ubuntu-latest\n    outputs:\n"
-        + "\n".join(outputs)
-        + "\n    steps:\n"
-        + steps
-        + "\n"
-    )
+    action = load_yaml(text)
+    runs = action["runs"]
+    assert runs["using"] == "composite", runs["using"]
+    workflow = {
+        "on": {"workflow_dispatch": {"inputs": action["inputs"]}},
+        "jobs": {"action": {
+            "runs-on": "ubuntu-latest",
+            "outputs": {name: out["value"] for name, out in action["outputs"].items()},
+            "steps": runs["steps"],
+        }},
+    }
+    out = io.StringIO()
+    YAML(typ="rt").dump(workflow, out)
+    return out.getvalue()
 
 
 def _no_node(missing: str) -> str:
