@@ -18,10 +18,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
-from lockstep.loopback import LoopbackServer
+from lockstep.loopback import LoopbackServer, Served, respond
 
 
 @dataclass
@@ -46,7 +45,7 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class MultiStaging:
+class MultiStaging(Served):
     """``with MultiStaging() as st: st.set("svc-0", sha); st.url_for("svc-0")``."""
 
     def __init__(self, latency: float = 0.0) -> None:
@@ -98,7 +97,7 @@ class MultiStaging:
         with self._shared.lock:
             self._shared.hits.clear()
 
-    def __enter__(self) -> MultiStaging:
+    def start(self) -> MultiStaging:
         shared = self._shared
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,21 +130,12 @@ class MultiStaging:
                         shared.hits.append(HealthHit(name, arrived, status))
                 else:
                     status, body = 200, json.dumps({"sha": state.sha}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, status, body)
 
         self._server = LoopbackServer(Handler)
         self._server.start(poll_interval=0.2)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         assert self._server is not None
         self._server.stop()

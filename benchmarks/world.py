@@ -21,11 +21,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from tests.support.fakegithub import FakeGitHub, RecordedRequest
 
 from benchmarks.staging import MultiStaging
+from lockstep.loopback import Served
 
 READ_TOKEN = "ghp_benchREAD" + "r" * 28
 PUSH_TOKEN = "github_pat_benchPUSH" + "p" * 30
@@ -144,7 +144,7 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-class BenchWorld:
+class BenchWorld(Served):
     """``with BenchWorld(n=10, latency=0.025) as w: w.reset(); w.run_lockstep()``."""
 
     def __init__(
@@ -172,9 +172,9 @@ class BenchWorld:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def __enter__(self) -> BenchWorld:
+    def start(self) -> BenchWorld:
         self.gh.start()
-        self.staging.__enter__()
+        self.staging.start()
         repos = []
         for i in range(self.n):
             name = service_name(i)
@@ -193,13 +193,8 @@ class BenchWorld:
         self.reset()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.staging.__exit__(None, None, None)
+    def stop(self) -> None:
+        self.staging.stop()
         self.gh.stop()
         self._tmp.cleanup()
 

@@ -19,10 +19,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lockstep.loopback import LoopbackServer
+from lockstep.loopback import LoopbackServer, Served, respond
 
 
-class StagingService:
+class StagingService(Served):
     """One loopback HTTP server whose /version reports ``sha()``; ``healthy`` toggles /health."""
 
     def __init__(self, sha: Callable[[], str], *, port: int = 0, healthy: bool = True) -> None:
@@ -42,12 +42,7 @@ class StagingService:
                     self._send(404, {"error": "not found"})
 
             def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                respond(self, status, json.dumps(body).encode())
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -18,10 +18,9 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
-from lockstep.loopback import LoopbackServer
+from lockstep.loopback import LoopbackServer, Served
 
 Body = bytes | str | Mapping[str, Any] | list[Any] | None
 
@@ -45,7 +44,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-class Staging:
+class Staging(Served):
     """A loopback HTTP server in a thread, standing in for one staging deployment."""
 
     def __init__(
@@ -93,7 +92,7 @@ class Staging:
         """Count ``health_ready_after`` from now."""
         self._started = time.monotonic()
 
-    def __enter__(self) -> Staging:
+    def start(self) -> Staging:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,12 +107,7 @@ class Staging:
         self.restart_clock()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         assert self._server is not None
         self._server.stop()
 

@@ -147,7 +147,7 @@ def route(methods: str, pattern: str, write: str | None = None) -> Callable[[Han
     return register
 
 
-def _json_object(req: Request) -> dict[str, Any]:
+def json_object(req: Request) -> dict[str, Any]:
     """The body as a JSON object; GitHub parses every body as JSON whatever its type."""
     if not req.body.strip():
         return {}
@@ -160,25 +160,25 @@ def _json_object(req: Request) -> dict[str, Any]:
     return value
 
 
-def _invalid(detail: str) -> ApiError:
+def invalid_request(detail: str) -> ApiError:
     """GitHub's JSON-schema rejection (422, plain message)."""
     return ApiError(422, f"Invalid request.\n\n{detail}")
 
 
-def _field(obj: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
+def typed_field(obj: dict[str, Any], key: str, kind: type, required: bool = True) -> Any:
     """A typed top-level field; wrong types are rejected, never coerced."""
     if key not in obj:
         if required:
-            raise _invalid(f'"{key}" wasn\'t supplied.')
+            raise invalid_request(f'"{key}" wasn\'t supplied.')
         return None
     value = obj[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         kind_name = {str: "string", bool: "boolean", dict: "object"}.get(kind, kind.__name__)
-        raise _invalid(f"For 'properties/{key}', {json.dumps(value)} is not a {kind_name}.")
+        raise invalid_request(f"For 'properties/{key}', {json.dumps(value)} is not a {kind_name}.")
     return value
 
 
-def _node_id(prefix: str, text: str) -> str:
+def node_id(prefix: str, text: str) -> str:
     return prefix + "_" + base64.b64encode(text.encode()).decode().rstrip("=")
 
 
@@ -269,7 +269,7 @@ class Api:
         person = {"name": "Fake Author", "email": "author@example.com", "date": commit.date}
         return {
             "sha": sha,
-            "node_id": _node_id("C", sha),
+            "node_id": node_id("C", sha),
             "commit": {
                 "author": person,
                 "committer": person,
@@ -294,7 +294,7 @@ class Api:
         api = self._repo_url(repo)
         return {
             "ref": ref,
-            "node_id": _node_id("REF", f"{repo.repo_id}:{ref}"),
+            "node_id": node_id("REF", f"{repo.repo_id}:{ref}"),
             "url": f"{api}/git/{quote(ref, safe='/')}",
             "object": {"sha": sha, "type": "commit", "url": f"{api}/git/commits/{sha}"},
         }
@@ -314,7 +314,7 @@ class Api:
             200,
             {
                 "id": repo.repo_id,
-                "node_id": _node_id("R", str(repo.repo_id)),
+                "node_id": node_id("R", str(repo.repo_id)),
                 "name": repo.full_name.split("/")[1],
                 "full_name": repo.full_name,
                 "owner": {"login": owner},
@@ -454,9 +454,9 @@ class Api:
     @route("POST", r"/git/refs", write="contents")
     def create_ref(self, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
         """Create a ref; fails if it exists (an atomic "create if absent")."""
-        body = _json_object(req)
-        ref = _field(body, "ref", str)
-        sha = _field(body, "sha", str)
+        body = json_object(req)
+        ref = typed_field(body, "ref", str)
+        sha = typed_field(body, "sha", str)
         problem = ref_name_problem(ref)
         if problem is not None:
             raise ApiError(422, problem)
@@ -475,9 +475,9 @@ class Api:
     @route("PATCH", r"/git/refs/(.+)", write="contents")
     def update_ref(self, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
         """Move a ref: fast-forward only unless ``force`` is true; rules can refuse."""
-        body = _json_object(req)
-        sha = _field(body, "sha", str)
-        force = _field(body, "force", bool, required=False) or False
+        body = json_object(req)
+        sha = typed_field(body, "sha", str)
+        force = typed_field(body, "force", bool, required=False) or False
         if repo.empty:
             raise empty_repo()
         ref = f"refs/{args[0]}"
@@ -510,8 +510,8 @@ class Api:
     @route("POST", r"/issues/(\d+)/comments", write="issues")
     def create_comment(self, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
         """Issue comment (the bypass audit record)."""
-        body = _json_object(req)
-        text = _field(body, "body", str)
+        body = json_object(req)
+        text = typed_field(body, "body", str)
         if not repo.issues_enabled:
             raise ApiError(410, "Issues are disabled for this repo")
         issue = repo.issues.get(int(args[0]))
@@ -529,7 +529,7 @@ class Api:
         api = self._repo_url(repo)
         comment = {
             "id": comment_id,
-            "node_id": _node_id("IC", str(comment_id)),
+            "node_id": node_id("IC", str(comment_id)),
             "url": f"{api}/issues/comments/{comment_id}",
             "html_url": (
                 f"{world.html_url}/{repo.full_name}/issues/{issue.number}#issuecomment-{comment_id}"
@@ -547,18 +547,18 @@ class Api:
     @route("POST", r"/dispatches", write="contents")
     def dispatch(self, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
         """repository_dispatch: stored for inspection, no workflow runs."""
-        body = _json_object(req)
-        event_type = _field(body, "event_type", str)
-        payload = _field(body, "client_payload", dict, required=False)
+        body = json_object(req)
+        event_type = typed_field(body, "event_type", str)
+        payload = typed_field(body, "client_payload", dict, required=False)
         if not event_type:
-            raise _invalid("For 'properties/event_type', \"\" is too short (minimum is 1).")
+            raise invalid_request("For 'properties/event_type', \"\" is too short (minimum is 1).")
         if len(event_type) > 100:
-            raise _invalid(f"event_type is too long ({len(event_type)} > 100 characters).")
+            raise invalid_request(f"event_type is too long ({len(event_type)} > 100 characters).")
         if payload is not None:
             if len(payload) > 10:
-                raise _invalid(f"No more than 10 properties are allowed; {len(payload)} were supplied.")
+                raise invalid_request(f"No more than 10 properties are allowed; {len(payload)} were supplied.")
             if len(json.dumps(payload).encode()) >= 65536:
-                raise _invalid("client_payload is too large (maximum is 64 KB).")
+                raise invalid_request("client_payload is too large (maximum is 64 KB).")
         repo.dispatches.append({"event_type": event_type, "client_payload": payload or {}})
         return Response(204)
 

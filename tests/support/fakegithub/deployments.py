@@ -37,13 +37,13 @@ from tests.support.fakegithub.api import (
     Request,
     Response,
     World,
-    _field,
-    _invalid,
-    _json_object,
-    _node_id,
     empty_repo,
+    invalid_request,
+    json_object,
+    node_id,
     not_found,
     route,
+    typed_field,
 )
 from tests.support.fakegithub.state import Deployment, Repo, Token, iso
 
@@ -66,7 +66,7 @@ def _validation(field: str, code: str, message: str, resource: str = "Deployment
 
 
 def _optional_bool(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = _field(body, key, bool, required=False)
+    value = typed_field(body, key, bool, required=False)
     return default if value is None else bool(value)
 
 
@@ -74,7 +74,7 @@ def _optional_text(body: dict[str, Any], key: str) -> str | None:
     """A string field that may be absent or null."""
     if body.get(key) is None:
         return None
-    return str(_field(body, key, str))
+    return str(typed_field(body, key, str))
 
 
 def _page(req: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,7 +108,7 @@ def new_deployment(
     body = {
         "url": url,
         "id": deployment_id,
-        "node_id": _node_id("DE", str(deployment_id)),
+        "node_id": node_id("DE", str(deployment_id)),
         "sha": sha,
         "ref": ref,
         "task": task,
@@ -155,7 +155,7 @@ def new_status(
     status = {
         "url": f"{url}/statuses/{status_id}",
         "id": status_id,
-        "node_id": _node_id("DES", str(status_id)),
+        "node_id": node_id("DES", str(status_id)),
         "state": state,
         "creator": _creator(login, user_id),
         "description": description,
@@ -197,19 +197,19 @@ def _deployment(repo: Repo, raw_id: str) -> Deployment:
 @route("POST", r"/deployments", write="deployments")
 def create_deployment(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
     """A deployment of ``ref`` to ``environment`` (lockstep: one per service per promotion record)."""
-    body = _json_object(req)
-    ref = _field(body, "ref", str)
-    task = _field(body, "task", str, required=False) or "deploy"
+    body = json_object(req)
+    ref = typed_field(body, "ref", str)
+    task = typed_field(body, "task", str, required=False) or "deploy"
     auto_merge = _optional_bool(body, "auto_merge", True)
     required = body.get("required_contexts")
     if required is not None and (
         not isinstance(required, list) or not all(isinstance(c, str) for c in required)
     ):
-        raise _invalid(f"For 'properties/required_contexts', {json.dumps(required)} is not an array.")
+        raise invalid_request(f"For 'properties/required_contexts', {json.dumps(required)} is not an array.")
     payload = body.get("payload", {})
     if not isinstance(payload, dict | str):
-        raise _invalid(f"For 'properties/payload', {json.dumps(payload)} is not an object or a string.")
-    environment = _field(body, "environment", str, required=False)
+        raise invalid_request(f"For 'properties/payload', {json.dumps(payload)} is not an object or a string.")
+    environment = typed_field(body, "environment", str, required=False)
     environment = "production" if environment is None else environment
     description = _optional_text(body, "description")
     transient = _optional_bool(body, "transient_environment", False)
@@ -265,10 +265,10 @@ def get_deployment(api: Api, repo: Repo, token: Token, req: Request, args: list[
 def create_deployment_status(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
     """A status on a deployment; the state must be one of GitHub's seven."""
     deployment = _deployment(repo, args[0])
-    body = _json_object(req)
-    state = _field(body, "state", str)
+    body = json_object(req)
+    state = typed_field(body, "state", str)
     if state not in STATES:
-        raise _invalid(f"For 'properties/state', {json.dumps(state)} is not a member of {list(STATES)}.")
+        raise invalid_request(f"For 'properties/state', {json.dumps(state)} is not a member of {list(STATES)}.")
     description = _optional_text(body, "description") or ""
     if len(description) > MAX_STATUS_DESCRIPTION:
         raise _validation(

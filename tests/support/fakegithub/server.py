@@ -21,11 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from lockstep.loopback import LoopbackServer
+from lockstep.loopback import LoopbackServer, Served
 from tests.support.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
 from tests.support.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
 from tests.support.fakegithub.faults import Fault, Injection
@@ -162,7 +161,7 @@ def _encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class FakeGitHub:
+class FakeGitHub(Served):
     """Fake GitHub REST API with a real commit graph, tokens and fault injection.
 
     Use as a context manager (or ``start()``/``stop()``). Every handled request is
@@ -208,16 +207,6 @@ class FakeGitHub:
                 sock.shutdown(socket.SHUT_RDWR)
         server.stop()  # closes the socket and joins the serving thread (shutdown is already done)
 
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _track(self, sock: socket.socket) -> int:
         with self._lock:

@@ -44,13 +44,13 @@ from tests.support.fakegithub.api import (
     Request,
     Response,
     World,
-    _field,
-    _invalid,
-    _json_object,
-    _node_id,
     empty_repo,
+    invalid_request,
+    json_object,
+    node_id,
     not_found,
     route,
+    typed_field,
 )
 from tests.support.fakegithub.state import SHA_RE, Repo, Token, iso
 
@@ -134,7 +134,7 @@ def new_commit_status(
         "url": f"{world.api_url}/repos/{repo.full_name}/statuses/{sha}",
         "avatar_url": None,
         "id": status_id,
-        "node_id": _node_id("SC", str(status_id)),
+        "node_id": node_id("SC", str(status_id)),
         "state": state,
         "description": description,
         "target_url": target_url,
@@ -167,14 +167,14 @@ def combined_state(statuses: list[dict[str, Any]]) -> str:
 
 @route("POST", r"/statuses/([^/]+)", write="statuses")
 def create_status(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
-    body = _json_object(req)
-    state = _field(body, "state", str)
-    context = _field(body, "context", str, required=False)
+    body = json_object(req)
+    state = typed_field(body, "state", str)
+    context = typed_field(body, "context", str, required=False)
     description = body.get("description")
     target_url = body.get("target_url")
     for key, value in (("description", description), ("target_url", target_url)):
         if value is not None and not isinstance(value, str):
-            raise _invalid(f"For 'properties/{key}', {json.dumps(value)} is not a string or null.")
+            raise invalid_request(f"For 'properties/{key}', {json.dumps(value)} is not a string or null.")
     if state not in STATUS_STATES:
         raise _validation("Status", "state", "state is not included in the list")
     if isinstance(description, str) and len(description) > MAX_DESCRIPTION:
@@ -233,9 +233,9 @@ def _check_state(
 ) -> tuple[str, str | None]:
     """GitHub's rules: a conclusion completes the run; completed needs a conclusion."""
     if status is not None and status not in CHECK_STATUSES:
-        raise _invalid(f"For 'properties/status', {json.dumps(status)} is not a member of {list(CHECK_STATUSES)}.")
+        raise invalid_request(f"For 'properties/status', {json.dumps(status)} is not a member of {list(CHECK_STATUSES)}.")
     if conclusion is not None and conclusion not in CHECK_CONCLUSIONS:
-        raise _invalid(
+        raise invalid_request(
             f"For 'properties/conclusion', {json.dumps(conclusion)} is not a member of {list(CHECK_CONCLUSIONS)}."
         )
     if conclusion is not None:
@@ -262,7 +262,7 @@ def new_check_run(
     now = _now()
     run = {
         "id": run_id,
-        "node_id": _node_id("CR", str(run_id)),
+        "node_id": node_id("CR", str(run_id)),
         "name": name,
         "head_sha": sha,
         "external_id": "",
@@ -296,7 +296,7 @@ def _output_title(body: dict[str, Any]) -> str | None:
     if output is None:
         return None
     if not isinstance(output, dict) or not isinstance(output.get("title", ""), str):
-        raise _invalid(f"For 'properties/output', {json.dumps(output)} is not an object with a title.")
+        raise invalid_request(f"For 'properties/output', {json.dumps(output)} is not an object with a title.")
     title = output.get("title")
     return title if isinstance(title, str) else None
 
@@ -309,11 +309,11 @@ def _require_app(token: Token) -> None:
 @route("POST", r"/check-runs", write="checks")
 def create_check_run(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
     _require_app(token)
-    body = _json_object(req)
-    name = _field(body, "name", str)
-    sha = _field(body, "head_sha", str)
+    body = json_object(req)
+    name = typed_field(body, "name", str)
+    sha = typed_field(body, "head_sha", str)
     status, conclusion = _check_state(
-        _field(body, "status", str, required=False), _field(body, "conclusion", str, required=False)
+        typed_field(body, "status", str, required=False), typed_field(body, "conclusion", str, required=False)
     )
     if not name.strip():
         raise _validation("CheckRun", "name", "Name can't be blank")
@@ -321,7 +321,7 @@ def create_check_run(api: Api, repo: Repo, token: Token, req: Request, args: lis
         raise empty_repo()
     if not SHA_RE.fullmatch(sha) or sha not in repo.commits:
         raise _no_commit(sha)
-    details_url = _field(body, "details_url", str, required=False)
+    details_url = typed_field(body, "details_url", str, required=False)
     run = new_check_run(
         api.world,
         repo,
@@ -341,10 +341,10 @@ def patch_check_run(api: Api, repo: Repo, token: Token, req: Request, args: list
     run = next((r for r in repo.check_runs if r["id"] == int(args[0])), None)
     if run is None:
         raise not_found()
-    body = _json_object(req)
+    body = json_object(req)
     status, conclusion = _check_state(
-        _field(body, "status", str, required=False),
-        _field(body, "conclusion", str, required=False),
+        typed_field(body, "status", str, required=False),
+        typed_field(body, "conclusion", str, required=False),
         current=run["status"] if run["status"] != "completed" else "in_progress",
     )
     if "status" not in body and "conclusion" not in body:
@@ -359,7 +359,7 @@ def list_check_runs(api: Api, repo: Repo, token: Token, req: Request, args: list
     runs = sorted((r for r in repo.check_runs if r["head_sha"] == sha), key=lambda r: r["id"], reverse=True)
     filter_ = req.query.get("filter", "latest")
     if filter_ not in ("latest", "all"):
-        raise _invalid(f"For 'filter', {json.dumps(filter_)} is not a member of ['latest', 'all'].")
+        raise invalid_request(f"For 'filter', {json.dumps(filter_)} is not a member of ['latest', 'all'].")
     if filter_ == "latest":
         seen: set[str] = set()
         kept = []
@@ -373,7 +373,7 @@ def list_check_runs(api: Api, repo: Repo, token: Token, req: Request, args: list
     if "status" in req.query:
         wanted = req.query["status"]
         if wanted not in CHECK_STATUSES:
-            raise _invalid(f"For 'status', {json.dumps(wanted)} is not a member of {list(CHECK_STATUSES)}.")
+            raise invalid_request(f"For 'status', {json.dumps(wanted)} is not a member of {list(CHECK_STATUSES)}.")
         runs = [r for r in runs if r["status"] == wanted]
     return Response(200, {"total_count": len(runs), "check_runs": _page(req, runs)})
 
