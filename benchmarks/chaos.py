@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.chaos.harness import ScenarioResult, describe, generate, known_bug, run_many, run_scenario
+from tests.chaos.harness import ScenarioResult, known_bug, run_many, run_scenario
+from tests.chaos.scenario import describe, generate
 
 
 def _printer(runs: int) -> object:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.harness import run_inprocess
+from tests.chaos.runners import run_inprocess
 from tests.support.githubworld import REPOS, GitHubWorld
 from tests.support.githubworld import build_world as build_github_world
 from tests.support.gitworld import GitWorld

@@ -22,17 +22,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.chaos.harness import (
-    INVARIANTS,
-    Observation,
-    _toml,
-    check_invariants,
-    generate,
-    known_bug,
-    run_many,
-    run_scenario,
-    scenario_seeds,
-)
+from tests.chaos.harness import known_bug, run_many, run_scenario, scenario_seeds, toml_value
+from tests.chaos.invariants import INVARIANTS, Observation, check_invariants
+from tests.chaos.scenario import generate
 
 CI_SEED = int(os.environ.get("LOCKSTEP_CHAOS_SEED", "7"))
 CI_RUNS = int(os.environ.get("LOCKSTEP_CHAOS_RUNS", "400"))
@@ -164,4 +156,4 @@ def test_checker_catches_a_write_after_a_failed_one(clean: Observation) -> None:
 @given(st.text())
 def test_the_harness_writes_toml_strings_tomllib_reads_back(value: str) -> None:
     """``json.dumps`` is not a TOML encoder (it leaves DEL raw, which tomllib rejects)."""
-    assert tomllib.loads("a = " + _toml(value))["a"] == value
+    assert tomllib.loads("a = " + toml_value(value))["a"] == value

@@ -42,7 +42,7 @@ from lockstep.errors import ConfigError, UsageError
 from lockstep.markdown import escape_controls, has_bidi
 from lockstep.model import Sha
 from lockstep.probes import BODY_CAP, verify_versions, wait_healthy
-from tests.chaos.harness import run_inprocess
+from tests.chaos.runners import run_inprocess
 from tests.support.gitworld import GitWorld, build_world
 from tests.support.staging import Staging
 
