@@ -47,10 +47,12 @@ print("smoke test passed")
 '''
 
 
-def git(*args: str, cwd: Path | None = None) -> str:
+def git(*args: str, cwd: Path | None = None, input: str | None = None) -> str:
     """Run git with a fixed identity and no user config, so the sandbox is reproducible."""
     env = {**os.environ, **_GIT_IDENTITY}
-    out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, input=input, capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {out.stderr.strip()}")
     return out.stdout.strip()

@@ -4,10 +4,8 @@ repositories with hooks, built as the scenario says, and read back for the invar
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -16,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lockstep.demo import git
 from tests.chaos.scenario import (
     GATE,
     OWNER,
@@ -26,6 +25,7 @@ from tests.chaos.scenario import (
     Scenario,
     ServicePlan,
 )
+from tests.support.gitworld import install_hook, read_ref, write_ref
 from tests.support.staging import Staging
 
 # ------------------------------------------------------------------------------------ worlds
@@ -409,16 +409,14 @@ class GitWorld:
             chain = [shas[i + 1] for i in range(plan.chain)]
             side = shas[100]
             src, s0 = _place(plan.start, chain, side, plan.behind_by)
-            _write_ref(bare, "main", src)
+            write_ref(bare, "main", src)
             if s0 is not None:
-                _write_ref(bare, "prod", s0)
+                write_ref(bare, "prod", s0)
             self.start.append(s0)
             self.source.append(src)
             self.other.append(s0 if s0 not in (None, src) else chain[0] if chain[0] != src else side)
-            hooks = bare / "hooks"
-            hooks.mkdir(exist_ok=True)
             reject = "exit 1" if plan.hook == "reject" else "exit 0"
-            _hook(hooks / "pre-receive", (
+            install_hook(bare, "pre-receive", (
                 f'size=0; [ -f "{self.audit_path}" ] && size=$(wc -c < "{self.audit_path}")\n'
                 'while read old new ref; do\n'
                 f'  echo "$(date +%s.%N) {k} $old $new $ref $size" >> "{self.hook_log}"\n'
@@ -427,7 +425,7 @@ class GitWorld:
                 + reject
             ))
             if plan.hook == "vanish":
-                _hook(hooks / "post-receive", 'mv "$PWD" "$PWD.gone"\n')
+                install_hook(bare, "post-receive", 'mv "$PWD" "$PWD.gone"\n')
             if plan.missing_repo:
                 shutil.move(str(bare), str(root / f"s{k}.missing"))
 
@@ -460,7 +458,7 @@ class GitWorld:
         return bare
 
     def final(self) -> list[str | None]:
-        return [_read_ref(self._bare(k), "prod") for k in range(len(self.sc.services))]
+        return [read_ref(self._bare(k), "prod") for k in range(len(self.sc.services))]
 
     def final_seen(self, truth: list[str | None]) -> list[str | None]:
         return list(truth)
@@ -514,14 +512,6 @@ class GitWorld:
         pass
 
 
-def _git(*args: str, input: str | None = None) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    res = subprocess.run(["git", *args], input=input, capture_output=True, text=True, env=env, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {res.stderr.strip()}")
-    return res.stdout
-
-
 _TEMPLATES: dict[tuple[str, int], tuple[Path, dict[int, str]]] = {}
 
 
@@ -535,9 +525,9 @@ def _template_repo(plan: ServicePlan, dest: Path) -> dict[int, str]:
     if key not in _TEMPLATES:
         base = Path(tempfile.mkdtemp(prefix="chaos-template-"))
         bare = base / "t.git"
-        _git("init", "--quiet", "--bare", str(bare))
+        git("init", "--quiet", "--bare", str(bare))
         marks = base / "marks"
-        _git("--git-dir", str(bare), "fast-import", "--quiet", f"--export-marks={marks}",
+        git("--git-dir", str(bare), "fast-import", "--quiet", f"--export-marks={marks}",
              input=_fast_import_stream(plan))
         shas = {}
         for line in marks.read_text().splitlines():
@@ -549,31 +539,6 @@ def _template_repo(plan: ServicePlan, dest: Path) -> dict[int, str]:
     template, shas = _TEMPLATES[key]
     shutil.copytree(template, dest, symlinks=True)
     return shas
-
-
-def _write_ref(bare: Path, branch: str, sha: str) -> None:
-    path = bare / "refs" / "heads" / branch
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(sha + "\n")
-
-
-def _read_ref(bare: Path, branch: str) -> str | None:
-    """A branch head straight from the repository files (loose ref, else packed-refs)."""
-    loose = bare / "refs" / "heads" / branch
-    if loose.exists():
-        return loose.read_text().strip() or None
-    packed = bare / "packed-refs"
-    if packed.exists():
-        for line in packed.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1] == f"refs/heads/{branch}":
-                return parts[0]
-    return None
-
-
-def _hook(path: Path, body: str) -> None:
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(0o755)
 
 
 def _fast_import_stream(plan: ServicePlan) -> str:

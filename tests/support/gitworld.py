@@ -22,6 +22,35 @@ from tests.support.staging import Staging
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+def write_ref(repo: Path, branch: str, sha: str) -> None:
+    """Set a branch by writing its loose ref file (no git process: the chaos worlds build many repos)."""
+    path = repo / "refs" / "heads" / branch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sha + "\n")
+
+
+def read_ref(repo: Path, branch: str) -> str | None:
+    """A branch head straight from the repository files (loose ref, else packed-refs), None if absent."""
+    loose = repo / "refs" / "heads" / branch
+    if loose.exists():
+        return loose.read_text().strip() or None
+    packed = repo / "packed-refs"
+    if packed.exists():
+        for line in packed.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == f"refs/heads/{branch}":
+                return parts[0]
+    return None
+
+
+def install_hook(repo: Path, hook: str, script: str) -> None:
+    """A ``/bin/sh`` server-side hook (``pre-receive``, ``post-receive``...) in a bare repository."""
+    path = repo / "hooks" / hook
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+
+
 @dataclass
 class GitWorld:
     root: Path
@@ -53,9 +82,7 @@ class GitWorld:
         return sha
 
     def hook(self, name: str, hook: str, script: str) -> None:
-        path = self.repos[name] / "hooks" / hook
-        path.write_text("#!/bin/sh\n" + script + "\n")
-        path.chmod(0o755)
+        install_hook(self.repos[name], hook, script)
 
     def config(self, *, gate: Mapping[str, str] | None = None, services: Mapping[str, str] | None = None, extra: str = "",
                checks: str = "", tracker: str | None = "audit.md") -> Path:
