@@ -15,7 +15,7 @@ from lockstep.audit import FileAuditSink
 from lockstep.config import Config, parse_config
 from lockstep.engine.gate import Gate, RunOptions
 from lockstep.engine.reconcile import Repair
-from lockstep.model import Report, Result
+from lockstep.model import Report, Result, Sha
 from lockstep.records import assess, latest_run
 from tests.support.memory_forge import MemoryForge, MemoryRecords, MemoryRepo
 
@@ -30,7 +30,7 @@ def _config(root: Path) -> Config:
     return parse_config(text, env={}, source="mem.toml", base_dir=root)
 
 
-def _world() -> tuple[MemoryForge, dict[str, tuple[str, str]]]:
+def _world() -> tuple[MemoryForge, dict[str, tuple[Sha, Sha]]]:
     forge = MemoryForge()
     shas = {}
     for name in NAMES:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -434,8 +435,8 @@ def test_check_run_success_and_the_query(w: World) -> None:
 def test_check_run_queued_in_progress_completed(w: World) -> None:
     ids = {n: w.gh.add_check_run(repo, w.head(n), "canary", "queued") for n, repo in SERVICES.items()}
     for name, repo in SERVICES.items():
-        w.at_poll(2, lambda repo=repo, name=name: w.gh.update_check_run(repo, ids[name], "in_progress"))
-        w.at_poll(5, lambda repo=repo, name=name: w.gh.update_check_run(repo, ids[name], "completed", "success"))
+        w.at_poll(2, partial(w.gh.update_check_run, repo, ids[name], "in_progress"))
+        w.at_poll(5, partial(w.gh.update_check_run, repo, ids[name], "completed", "success"))
     result = w.run(CHECK_RUN)
     assert result.ok, result.detail
 
@@ -468,7 +469,7 @@ def test_check_run_rerun_supersedes_an_earlier_failure(w: World) -> None:
     for name, repo in SERVICES.items():
         w.gh.add_check_run(repo, w.head(name), "canary", "completed", "failure")
         rerun = w.gh.add_check_run(repo, w.head(name), "canary", "in_progress")
-        w.at_poll(2, lambda repo=repo, rerun=rerun: w.gh.update_check_run(repo, rerun, "completed", "success"))
+        w.at_poll(2, partial(w.gh.update_check_run, repo, rerun, "completed", "success"))
     assert w.run(CHECK_RUN).ok
 
 

@@ -48,6 +48,7 @@ def test_noop_runs_no_probe_and_writes_no_audit(world: GitWorld) -> None:
 def test_version_mismatch_blocks_and_shows_both_shas(world: GitWorld) -> None:
     world.config()
     old = world.sha("beta", "prod")
+    assert old is not None
     world.staging["beta"].version_body = {"sha": old}
     res = world.run("run")
     assert res.code == 1

@@ -96,7 +96,7 @@ class World:
         self,
         run_id: str,
         phase: str = "started",
-        outcomes: dict[str, str] | None = None,
+        outcomes: dict[str, Any] | None = None,
         *,
         result: str | None = None,
         moves: tuple[str, ...] = ("alpha", "beta"),
@@ -125,7 +125,7 @@ class World:
             result=result,
         )
 
-    def finished(self, started: PromotionRecord, outcomes: dict[str, str], result: str) -> PromotionRecord:
+    def finished(self, started: PromotionRecord, outcomes: dict[str, Any], result: str) -> PromotionRecord:
         services = tuple(replace(s, outcome=outcomes[s.name]) for s in started.services)
         return replace(started, phase="finished", services=services, result=result)
 
@@ -254,7 +254,7 @@ def test_failed_outcomes_map_to_failure_and_error(w: World) -> None:
     latest = latest_run(read_all(w))
     assert latest is not None and latest.result == "split"
     assert {s.name: s.outcome for s in latest.services} == {"alpha": ADVANCED, "beta": "failed"}
-    assert [status_state(o.value) for o in Outcome] == [
+    assert [status_state(o) for o in Outcome] == [
         "success",  # advanced
         "success",  # unchanged
         "failure",  # skipped

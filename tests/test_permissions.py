@@ -146,7 +146,7 @@ def _blocks(text: str, markdown: bool) -> Iterator[str]:
     for line in text.splitlines():
         stripped = line.strip()
         if markdown:
-            starts = not stripped or stripped.startswith("|") or re.match(r"([*-]|\d+\.) ", stripped)
+            starts = not stripped or stripped.startswith("|") or bool(re.match(r"([*-]|\d+\.) ", stripped))
         else:
             starts = not (stripped.startswith("#") and current and current[-1].strip().startswith("#"))
         if starts and current:
@@ -214,7 +214,8 @@ GATE_WORKFLOWS = ("the generated workflow", "examples/github/lockstep.yml", "doc
 
 def test_every_permission_list_grants_what_the_tokens_use(generated: tuple[Needs, dict[str, str]]) -> None:
     needs, texts = generated
-    problems, seen = [], {name: set() for name in EXPECTED}
+    problems: list[str] = []
+    seen: dict[str, set[str]] = {name: set() for name in EXPECTED}
     for name, (text, markdown) in _sources(texts).items():
         for role, piece in permission_lists(text, markdown):
             seen.setdefault(name, set()).add(role)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from lockstep.scaffold import toml_string
 from tests.support.gitworld import GitWorld
@@ -435,7 +436,7 @@ def _bool_keys() -> list[str]:
     """Every boolean key of the config, found in the models (a new one is covered automatically)."""
     from lockstep import config as cfg
 
-    tables = {"gate": cfg.GateConfig, "bypass": cfg.BypassConfig, "recovery": cfg.RecoveryConfig,
+    tables: dict[str, type[BaseModel]] = {"gate": cfg.GateConfig, "bypass": cfg.BypassConfig, "recovery": cfg.RecoveryConfig,
               "services[0]": cfg.ServiceConfig, "checks[0]": cfg.CheckConfig}
     return [f"{table}.{name}" for table, model in tables.items()
             for name, field in model.model_fields.items() if field.annotation is bool]

@@ -647,14 +647,14 @@ def _gate_evidence_missing(obs: Observation, first: Write) -> list[str]:
     """What a passed gate would have produced before the first write but did not."""
     sc = obs.sc
     at = first.mono if obs.clock == "mono" else first.wall
-    idx = 0 if obs.clock == "mono" else 1
+    mono = obs.clock == "mono"
     missing = []
     assert at is not None
     for k, plan in enumerate(sc.services):
-        log = obs.staging[k]
-        if not any(e[idx] < at and e[2] == plan.health_path and e[3] == 200 for e in log):
+        log = [(e[0] if mono else e[1], e[2], e[3]) for e in obs.staging[k]]
+        if not any(t < at and path == plan.health_path and code == 200 for t, path, code in log):
             missing.append(f"{plan.name} health never answered 200 before the write")
-        if not any(e[idx] < at and e[2] == "/version" and e[3] == 200 for e in log):
+        if not any(t < at and path == "/version" and code == 200 for t, path, code in log):
             missing.append(f"{plan.name} /version never answered before the write")
     key = "mono" if obs.clock == "mono" else "wall"
     for check in sc.checks:

@@ -104,11 +104,11 @@ def run_inprocess(args: list[str], env: dict[str, str], limit: float = INPROC_LI
     done = threading.Event()
     dog = threading.Thread(target=watchdog, daemon=True)
     saved_policy = github_module.RetryPolicy
-    saved_ssl = httpx_default.create_ssl_context
+    saved_ssl = httpx_default.create_ssl_context  # type: ignore[attr-defined]
     start = time.monotonic()
     with _patched_environ(env):
         github_module.RetryPolicy = _fast_retry_class()  # type: ignore[misc]
-        httpx_default.create_ssl_context = _cached_ssl_context(saved_ssl)
+        httpx_default.create_ssl_context = _cached_ssl_context(saved_ssl)  # type: ignore[attr-defined]
         dog.start()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -125,7 +125,7 @@ def run_inprocess(args: list[str], env: dict[str, str], limit: float = INPROC_LI
         finally:
             done.set()
             github_module.RetryPolicy = saved_policy  # type: ignore[misc]
-            httpx_default.create_ssl_context = saved_ssl
+            httpx_default.create_ssl_context = saved_ssl  # type: ignore[attr-defined]
             dog.join()
     return RunOutput(code, out.getvalue(), err.getvalue(), time.monotonic() - start, exception, fired.is_set())
 

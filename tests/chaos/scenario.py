@@ -451,6 +451,8 @@ _ENDPOINTS = (
 def _gen_fault(
     rng: random.Random, n: int, subprocess_run: bool, bypass: bool, endpoint: str | None = None
 ) -> FaultPlan:
+    method: str | None
+    path: str | None
     if endpoint is None:
         choices = [e for e in _ENDPOINTS]
         endpoint = rng.choices([e[0] for e in choices], [e[3] for e in choices])[0]

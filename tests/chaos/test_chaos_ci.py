@@ -17,6 +17,7 @@ import dataclasses
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -88,7 +89,7 @@ def clean() -> Observation:
     return _clean_promotion()
 
 
-def _broken(obs: Observation, **changes: object) -> list[str]:
+def _broken(obs: Observation, **changes: Any) -> list[str]:
     return check_invariants(dataclasses.replace(copy.deepcopy(obs), **changes))
 
 

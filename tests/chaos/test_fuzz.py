@@ -181,7 +181,7 @@ def _expected_ok(body: bytes, field: str) -> bool:
         if not isinstance(value, dict) or part not in value:
             return False
         value = value[part]
-    return value == SHA
+    return bool(value == SHA)
 
 
 bodies = st.one_of(
@@ -394,7 +394,7 @@ def _mutate(text: str, edit: tuple[Any, ...]) -> str:
     lines = text.splitlines()
     kind = edit[0]
     if kind == "insert":
-        return text[: edit[1]] + edit[2] + text[edit[1] :]
+        return str(text[: edit[1]] + edit[2] + text[edit[1] :])
     if kind == "truncate":
         return text[: edit[1]]
     i = edit[1] % max(len(lines), 1)

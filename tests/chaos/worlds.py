@@ -399,7 +399,9 @@ class GitWorld:
 
     def __init__(self, sc: Scenario, root: Path, tokens: Tokens) -> None:
         self.sc, self.root, self.tokens = sc, root, tokens
-        self.start, self.source, self.other = [], [], []  # type: ignore[var-annotated]
+        self.start: list[str | None] = []
+        self.source: list[str] = []
+        self.other: list[str] = []
         self.outsider: list[str | None] = [None] * len(sc.services)
         self.hook_log = root / "pushes.log"
         self.audit_path = root / ("nodir/audit.md" if sc.audit == "no-dir" else "audit.md")
@@ -467,7 +469,7 @@ class GitWorld:
         return [None] * len(self.sc.services)
 
     def writes(self) -> list[Write]:
-        out = []
+        out: list[Write] = []
         if not self.hook_log.exists():
             return out
         for i, line in enumerate(self.hook_log.read_text().splitlines()):
