@@ -38,3 +38,10 @@ class AuditError(LockstepError):
 
 class LockError(LockstepError):
     """The gate's lock could not be taken."""
+
+
+class Blocked(Exception):
+    """A gate step or the preflight said no: the run ends blocked (exit 1) before any push.
+
+    Raised and caught inside the engine only; its message goes into the report.
+    """

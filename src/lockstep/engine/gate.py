@@ -11,29 +11,25 @@ the forge after any write, so what it says is what is true.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
-import httpx
-
-from lockstep import actions, log
-from lockstep.audit import AuditAction, AuditRecord, AuditService, render_markdown
-from lockstep.checks import check_environment, run_check
+from lockstep import log
+from lockstep.audit import AuditAction, AuditRecord, AuditService, render_markdown, utc_now
 from lockstep.config import CheckConfig, Config, ServiceConfig
 from lockstep.engine.reconcile import (
     Repair,
-    RepairHeads,
     finish_repair,
-    repair_record_shas,
     resolve_repair,
     rewind_problems,
 )
-from lockstep.errors import AuditError, ForgeError
+from lockstep.engine.run_records import RunRecords
+from lockstep.engine.staging import require_check, require_healthy, require_versions
+from lockstep.errors import AuditError, Blocked, ForgeError
 from lockstep.forges.base import AuditSink, ExternalCheck, Forge, RecordStore
 from lockstep.model import (
     Action,
@@ -48,9 +44,8 @@ from lockstep.model import (
     StepReport,
     StepStatus,
 )
-from lockstep.probes import probe_client, verify_versions, wait_healthy
+from lockstep.probes import probe_client
 from lockstep.progress import PlainProgress, Progress
-from lockstep.records import Assessment, Phase, PromotionRecord, RecordService, assess, latest_run
 from lockstep.redact import scrub, scrub_data
 
 T = TypeVar("T")
@@ -64,10 +59,6 @@ def _audit_action(mode: str) -> AuditAction:
         "rollback": "rollback",
     }
     return actions.get(mode, "bypass")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -94,10 +85,6 @@ class Cancellation:
         return self.event.is_set()
 
 
-class _Blocked(Exception):
-    """A gate step failed: nothing may be pushed."""
-
-
 class Gate:
     """Runs resolve → (gate | bypass) → preflight → promote → verify for one config.
 
@@ -121,22 +108,16 @@ class Gate:
     ) -> None:
         self.config = config
         self.repair = repair
-        self._repaired: RepairHeads | None = None  # what resolve found, for a reconcile
         self.forge = forge
         self.env = env
         self._audit_sink = audit_sink
         self._secret_vars = secret_vars
         self.cancellation = cancellation or Cancellation()
-        self._records = records
         self._external_check = external_check
-        self._probes: httpx.AsyncClient | None = None
         self.progress: Progress = progress or PlainProgress(env)
         self._heads: dict[str, Heads] = {}
         self._report: Report | None = None
-        # the targets were split when this run started (by the run in _split.record): the run
-        # finishes that promotion, so its record restates that run's old shas as its own
-        self._split: Assessment | None = None
-        self._records_read: asyncio.Future[None] | None = None
+        self.records = RunRecords(config, records, self._heads, repair)
         self.promoting = False  # once True, signals stop new pushes but never interrupt one
         self.finishing = False  # writing the report after a cancellation: never interrupted again
 
@@ -164,7 +145,7 @@ class Gate:
             step.status = StepStatus.CANCELLED
             step.detail = f"cancelled by {self.cancellation.signal_name or 'signal'}"
             raise
-        except (_Blocked, ForgeError, AuditError) as exc:
+        except (Blocked, ForgeError, AuditError) as exc:
             step.status = StepStatus.FAILED
             step.detail = str(exc)
             raise
@@ -209,13 +190,14 @@ class Gate:
                     s.outcome = Outcome.CANCELLED
             await self._verify(report)
         if report.result == Result.BLOCKED:
-            await self._records_known(2.0 if self.cancellation.requested else None)
-        if self._split is not None and report.result == Result.BLOCKED:
+            await self.records.known(2.0 if self.cancellation.requested else None)
+        split = self.records.split
+        if split is not None and report.result == Result.BLOCKED:
             # nothing moved, so the split this run started from is still there
             report.result = Result.SPLIT
-            report.messages.append(f"the targets are still split: {self._split.explanation}")
-        if self.repair is not None and self._repaired is not None:
-            finish_repair(report, self.repair, self._repaired)
+            report.messages.append(f"the targets are still split: {split.explanation}")
+        if self.repair is not None and self.records.repaired is not None:
+            finish_repair(report, self.repair, self.records.repaired)
         report.finished_at = utc_now()
         return report
 
@@ -223,7 +205,7 @@ class Gate:
         cfg = self.config
         try:
             await self._step(report, "resolve", self._resolve)
-        except (ForgeError, _Blocked) as exc:
+        except (ForgeError, Blocked) as exc:
             report.result = Result.BLOCKED
             report.messages.append(f"resolve failed: {exc}")
             return
@@ -241,23 +223,26 @@ class Gate:
             report.messages.append("nothing to promote: every target already equals its source")
             return
 
-        self._start_reading_records()
+        self.records.start_reading(report)
         try:
             if options.skip_gate:  # nothing slow comes before the preflight, which checks the same
-                await self._records_known()
+                await self.records.known()
                 await self._step(report, "preflight", self._preflight)
                 await self._step(report, "audit", lambda: self._audit(report, options))
             else:
                 await self._step(report, "fast-forward", self._fast_forward)
-                async with probe_client() as self._probes:  # one pool (and TLS setup) for both steps
-                    await self._step(report, "health", self._health)
-                    await self._step(report, "version", self._versions)
+                sources = {s.name: self._heads[s.name].source for s in cfg.services}
+                async with probe_client() as probes:  # one pool (and TLS setup) for both steps
+                    await self._step(report, "health", partial(require_healthy, cfg, probes, self.progress))
+                    await self._step(
+                        report, "version", partial(require_versions, cfg, sources, probes, self.progress)
+                    )
                 for check in cfg.checks:
-                    work = functools.partial(self._check, check, report)
+                    work = partial(self._check, check, report, sources)
                     await self._step(report, f"check {check.name}", work)
-                await self._records_known()
+                await self.records.known()
                 await self._step(report, "preflight", self._preflight)
-        except (_Blocked, ForgeError, AuditError) as exc:
+        except (Blocked, ForgeError, AuditError) as exc:
             report.result = Result.BLOCKED
             report.messages.append(str(exc))
             if isinstance(exc, AuditError):
@@ -287,53 +272,11 @@ class Gate:
         """A reconcile's heads: each target placed against the promotion record it repairs."""
         found = await resolve_repair(self.forge, self.config.services, repair)
         if found.problems:
-            raise _Blocked("; ".join(found.problems))
-        self._repaired = found
+            raise Blocked("; ".join(found.problems))
+        self.records.repaired = found
         for service in self.config.services:
             self._set_heads(service, found.heads[service.name])
-        self._note_start(repair.record)
-
-    def _start_reading_records(self) -> None:
-        """Read the promotion records behind the gate steps (they are needed only before the first
-        push and at the end), so a re-run's split is known at no cost in wall time.  A reconcile
-        was handed its record instead."""
-        if self._records is not None and self.repair is None:
-            self._records_read = asyncio.ensure_future(self._read_start_state(self._records))
-
-    async def _records_known(self, limit: float | None = None) -> None:
-        """Wait for that read (at most ``limit`` seconds); a read still running is left to finish
-        unobserved, and the run is judged against where it found the targets."""
-        task = self._records_read
-        if task is None or task.cancelled():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), limit)  # a done task: at once (or its error)
-        except TimeoutError:
-            task.cancel()
-            log.warn("the promotion records were still being read; judged without them")
-
-    async def _read_start_state(self, records: RecordStore) -> None:
-        """Whether the targets are split by an earlier run (a re-run before the cause was fixed).
-
-        A run that could not read the records goes on, judged against where it found the
-        targets, and says so: the records are a recovery aid, never a gate.
-        """
-        try:
-            history = await records.read_recent()
-        except (ForgeError, OSError) as exc:
-            warning = f"could not read the promotion records in {records.location}: {exc}"
-            self._require_report().warnings.append(warning)
-            log.warn(warning)
-            return
-        self._note_start(latest_run(history))
-        if self._split is not None:
-            log.warn(f"the targets are split as this run starts: {self._split.explanation}")
-
-    def _note_start(self, record: PromotionRecord | None) -> None:
-        """Remember the split ``record`` left, if the targets are still split by it."""
-        assessment = assess(record, {name: heads.target for name, heads in self._heads.items()})
-        if assessment.verdict == "split":
-            self._split = assessment
+        self.records.note_start(repair.record)
 
     async def _fast_forward(self) -> None:
         """Every target that moves must be an ancestor of its source: found now, not after the gate
@@ -350,7 +293,7 @@ class Gate:
 
         problems = [p for p in await asyncio.gather(*(check(s) for s in self.config.services)) if p]
         if problems:
-            raise _Blocked("; ".join(problems))
+            raise Blocked("; ".join(problems))
 
     def _not_fast_forward(self, service: ServiceConfig, heads: Heads) -> str:
         assert heads.target is not None
@@ -385,54 +328,12 @@ class Gate:
         assert self._report is not None
         return self._report
 
-    async def _health(self) -> None:
-        g = self.config.gate
-        results = await wait_healthy(
-            self.config.services,
-            timeout=g.health_timeout,
-            interval=g.health_interval,
-            request_timeout=g.request_timeout,
-            client=self._probes,
-            on_progress=self._health_progress,
+    async def _check(self, check: CheckConfig, report: Report, sources: Mapping[str, Sha]) -> None:
+        """One check, its output tail kept in the step ``_step`` just opened for it."""
+        await require_check(
+            check, report.steps[-1], self.config, sources,
+            env=self.env, secret_vars=self._secret_vars, external_check=self._external_check,
         )
-        failed = [r.detail for r in results if not r.ok]
-        if failed:
-            raise _Blocked("; ".join(failed))
-
-    def _health_progress(self, name: str, message: str) -> None:
-        self.progress.service(name, "health", message)
-
-    async def _versions(self) -> None:
-        expected = {s.name: self._heads[s.name].source for s in self.config.services}
-        results = await verify_versions(
-            self.config.services,
-            expected,
-            request_timeout=self.config.gate.request_timeout,
-            client=self._probes,
-        )
-        for r in results:
-            self.progress.service(r.service, "version", "✓" if r.ok else "✗ " + r.detail[:60])
-        failed = [r.detail for r in results if not r.ok]
-        if failed:
-            raise _Blocked("; ".join(failed))
-
-    async def _check(self, check: CheckConfig, report: Report) -> None:
-        if check.external is not None:  # a commit status / check run another system posts: nothing runs here
-            if self._external_check is None:
-                raise _Blocked(f'check {check.name}: {check.external} needs forge = "github"')
-            sources = {s.name: self._heads[s.name].source for s in self.config.services}
-            result = await self._external_check(check, self.config.services, sources)
-            report.steps[-1].output_tail = result.output_tail
-            if not result.ok:
-                raise _Blocked(result.detail)
-            return
-        shas = {s.slug: self._heads[s.name].source for s in self.config.services}
-        env = check_environment(self.env, check, shas, self._secret_vars)
-        with actions.stop_commands(env=self.env):  # check output is untrusted: no workflow commands
-            result = await run_check(check, env=env, cwd=self.config.base_dir)
-        report.steps[-1].output_tail = result.output_tail
-        if not result.ok:
-            raise _Blocked(result.detail)
 
     async def _preflight(self) -> None:
         """Right before the first write, re-read every target that will move (all at once): it must
@@ -441,7 +342,7 @@ class Gate:
         if self.repair is not None and self.repair.rewinds:
             problems = await rewind_problems(self.forge, self.config.services, self._heads)
             if problems:
-                raise _Blocked("; ".join(problems))
+                raise Blocked("; ".join(problems))
             return
         # every service, those with nothing to do included: a target someone moves now would
         # otherwise be reported "unchanged (already at main)" in a run that says "promoted"
@@ -464,7 +365,7 @@ class Gate:
 
         problems = [p for p in await asyncio.gather(*(check(s) for s in todo)) if p]
         if problems:
-            raise _Blocked("; ".join(problems))
+            raise Blocked("; ".join(problems))
 
     async def _audit(self, report: Report, options: RunOptions) -> None:
         if self._audit_sink is None:
@@ -499,7 +400,7 @@ class Gate:
 
     async def _promote(self, report: Report, pending: list[ServiceConfig]) -> None:
         self.promoting = True
-        await self._record(report, "started")
+        await self.records.write(report, "started")
         step = StepReport(name="promote", status=StepStatus.PASSED)
         report.steps.append(step)
         start = time.monotonic()
@@ -518,7 +419,7 @@ class Gate:
         else:
             self._confirmed(report, pending)
         self._decide(report, failed is not None or cancelled)
-        await self._record(report, "finished")
+        await self.records.write(report, "finished")
 
     async def _push_in_order(
         self, report: Report, pending: list[ServiceConfig]
@@ -561,53 +462,6 @@ class Gate:
             svc = self._svc(report, service)
             if svc.outcome == Outcome.SKIPPED and service is not failed:
                 svc.outcome = rest
-
-    def _record_shas(self, service: ServiceConfig) -> tuple[Sha | None, Sha]:
-        """(old, new) of ``service`` as the promotion record states them: old is where the last
-        consistent set had it (the split run's old sha when this run started from a split)."""
-        if self.repair is not None and self._repaired is not None:
-            return repair_record_shas(self.repair, self._repaired, service)
-        heads = self._heads[service.name]
-        split = self._split.record.service(service.name) if self._split and self._split.record else None
-        if split is not None:
-            return (Sha(split.old_sha) if split.old_sha else None), heads.source
-        return heads.target, heads.source
-
-    def promotion_record(self, report: Report, phase: Phase) -> PromotionRecord:
-        """This run's promotion record (``on_split = "rollback"`` undoes what it states)."""
-        return PromotionRecord(
-            gate=self.config.gate.name,
-            run_id=report.run_id,
-            time=utc_now(),
-            actor=report.actor,
-            mode=report.mode,
-            phase=phase,
-            run_url=report.run_url,
-            audit=report.audit.location,
-            result=report.result.value if phase == "finished" else None,
-            services=tuple(
-                RecordService(
-                    name=s.name,
-                    repo=s.repo,
-                    target=s.target,
-                    old_sha=self._record_shas(s)[0],
-                    new_sha=self._record_shas(s)[1],
-                    outcome=self._svc(report, s).outcome if phase == "finished" else "pending",
-                )
-                for s in self.config.services
-            ),
-        )
-
-    async def _record(self, report: Report, phase: Phase) -> None:
-        """Write the promotion record; a failure is a warning and never blocks or undoes a push."""
-        if self._records is None:
-            return
-        try:
-            report.record = await self._records.write(self.promotion_record(report, phase))
-        except (ForgeError, OSError) as exc:
-            warning = f"could not write the {phase} promotion record to {self._records.location}: {exc}"
-            report.warnings.append(warning)
-            log.warn(warning)
 
     def _confirmed(self, report: Report, pushed: list[ServiceConfig]) -> None:
         """Every write landed and the forge confirmed each new sha in its answer: no re-read needed."""
@@ -665,7 +519,7 @@ class Gate:
 
     def _carried(self, report: Report, service: ServiceConfig) -> bool:
         """Already where this promotion moves it, by the earlier run this one finishes."""
-        old, new = self._record_shas(service)
+        old, new = self.records.shas(service)
         return self._svc(report, service).action == Action.NOOP and old != new
 
     def _decide(self, report: Report, had_failure: bool) -> None:

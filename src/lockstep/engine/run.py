@@ -63,7 +63,7 @@ def execute_run(config: Config, request: RunRequest, env: Mapping[str, str]) -> 
             run_url=options.run_url,
             mode="rollback",
         )
-        undone = gate.promotion_record(report, "finished")
+        undone = gate.records.record(report, "finished")
         undo = session.gate(Repair("rollback", undone))
         merge_rollback(report, await session.run_gate(undo, rollback))
         return [report]
