@@ -262,7 +262,8 @@ class Api:
     def _repo_url(self, repo: Repo) -> str:
         return f"{self.world.api_url}/repos/{repo.full_name}"
 
-    def _commit(self, repo: Repo, sha: str) -> dict[str, Any]:
+    def commit_shape(self, repo: Repo, sha: str) -> dict[str, Any]:
+        """The REST commit shape (branches, compare, ``GET commits``)."""
         commit = repo.commits[sha]
         api, html = self._repo_url(repo), f"{self.world.html_url}/{repo.full_name}"
         tree = hashlib.sha1(f"tree {sha}".encode(), usedforsecurity=False).hexdigest()
@@ -344,7 +345,7 @@ class Api:
                 200,
                 {
                     "name": name,
-                    "commit": self._commit(repo, repo.refs[ref]),
+                    "commit": self.commit_shape(repo, repo.refs[ref]),
                     "_links": {
                         "self": self._branch_url(repo, name),
                         "html": f"{self.world.html_url}/{repo.full_name}/tree/{name}",
@@ -440,13 +441,13 @@ class Api:
                 "permalink_url": html,
                 "diff_url": f"{html}.diff",
                 "patch_url": f"{html}.patch",
-                "base_commit": self._commit(repo, base),
-                "merge_base_commit": self._commit(repo, merge_base),
+                "base_commit": self.commit_shape(repo, base),
+                "merge_base_commit": self.commit_shape(repo, merge_base),
                 "status": status,
                 "ahead_by": len(ahead),
                 "behind_by": behind_by,
                 "total_commits": len(ahead),
-                "commits": [self._commit(repo, s) for s in shown],
+                "commits": [self.commit_shape(repo, s) for s in shown],
                 "files": [],
             },
         )

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from lockstep.loopback import LoopbackServer, Served
+from tests.support.fakegithub import contents as _contents  # noqa: F401 (registers the endpoints)
 from tests.support.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
 from tests.support.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
 from tests.support.fakegithub.faults import Fault, Injection
@@ -241,6 +242,13 @@ class FakeGitHub(Served):
         """Add a commit (parents must exist in ``repo``); returns its random 40-hex sha."""
         with self._lock:
             return self._repo(repo).add_commit(tuple(parents), message)
+
+    def file(self, repo: str, ref: str, path: str) -> bytes | None:
+        """A file's content at a branch, tag or commit (None: no such ref or file)."""
+        with self._lock:
+            state = self._repo(repo)
+            sha = state.resolve(ref)
+            return None if sha is None else state.commits[sha].files.get(path)
 
     def set_branch(self, repo: str, branch: str, sha: str) -> None:
         """Create or move a branch to a known commit, bypassing every rule."""

@@ -7,6 +7,7 @@ way a single ref update on GitHub is.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -22,6 +23,19 @@ _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 def new_sha() -> str:
     """A random 40-hex object id: tests must never depend on content hashing."""
     return secrets.token_hex(20)
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob id of ``data``, as GitHub reports it in ``sha`` fields."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def tree_sha(files: dict[str, bytes]) -> str:
+    """A stable id for a set of files (not git's tree encoding: nothing here depends on it)."""
+    digest = hashlib.sha1(b"fake-tree", usedforsecurity=False)
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + blob_sha(files[path]).encode())
+    return digest.hexdigest()
 
 
 def iso(moment: datetime) -> str:
@@ -57,6 +71,7 @@ class Commit:
     message: str
     date: str
     seq: int
+    files: dict[str, bytes] = field(default_factory=dict)  # path -> content (the Contents API)
 
 
 @dataclass
@@ -96,6 +111,8 @@ class Repo:
     deployments: dict[int, Deployment] = field(default_factory=dict)  # by id, creation order
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # commit statuses by sha, oldest first
     check_runs: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    trees: dict[str, dict[str, bytes]] = field(default_factory=dict)  # POST git/trees, by id
+    blobs: dict[str, bytes] = field(default_factory=dict)  # every file content seen, by blob id
     repo_id: int = field(default_factory=lambda: secrets.randbelow(10**8) + 10**8)
 
     @property
@@ -103,21 +120,41 @@ class Repo:
         """GitHub calls a repository without commits "empty" and answers 409."""
         return not self.commits
 
-    def add_commit(self, parents: tuple[str, ...], message: str | None) -> str:
-        """Append a commit whose parents must already exist in this repository."""
+    def add_commit(
+        self, parents: tuple[str, ...], message: str | None, files: dict[str, bytes] | None = None
+    ) -> str:
+        """Append a commit whose parents must already exist in this repository.
+
+        Without ``files`` it holds its first parent's files (a test helper's commit changes none)."""
         for parent in parents:
             if parent not in self.commits:
                 raise ValueError(f"{self.full_name}: unknown parent commit {parent}")
         sha = new_sha()
         seq = len(self.commits)
+        if files is None:
+            files = dict(self.commits[parents[0]].files) if parents else {}
         self.commits[sha] = Commit(
             sha=sha,
             parents=tuple(parents),
             message=message or f"commit {seq}",
             date=iso(_EPOCH + timedelta(minutes=seq)),
             seq=seq,
+            files=dict(files),
         )
+        self.remember(files)
         return sha
+
+    def add_tree(self, files: dict[str, bytes]) -> str:
+        """Store a tree (``POST git/trees``) and return its id."""
+        sha = tree_sha(files)
+        self.trees[sha] = dict(files)
+        self.remember(files)
+        return sha
+
+    def remember(self, files: dict[str, bytes]) -> None:
+        """Keep every content by blob id, so a tree entry may name a blob by ``sha``."""
+        for data in files.values():
+            self.blobs[blob_sha(data)] = data
 
     def ancestors(self, sha: str) -> set[str]:
         """Every commit reachable from ``sha``, itself included."""

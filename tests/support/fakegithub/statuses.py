@@ -393,4 +393,4 @@ def list_commits(api: Api, repo: Repo, token: Token, req: Request, args: list[st
     shas = sorted(repo.ancestors(head), key=lambda s: repo.commits[s].seq, reverse=True)
     per_page, page = _paging(req)
     shown = shas[(page - 1) * per_page : page * per_page]
-    return Response(200, [api._commit(repo, s) for s in shown])
+    return Response(200, [api.commit_shape(repo, s) for s in shown])
