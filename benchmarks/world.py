@@ -30,6 +30,7 @@ from lockstep.loopback import Served
 READ_TOKEN = "ghp_benchREAD" + "r" * 28
 PUSH_TOKEN = "github_pat_benchPUSH" + "p" * 30
 OWNER = "bench"
+RECORDS_REPO = f"{OWNER}/ops"
 TARGET = "prod"
 _TARGET_WRITE = re.compile(rf"/repos/{OWNER}/[^/]+/git/refs(/heads/{TARGET})?")
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
@@ -186,7 +187,9 @@ class BenchWorld(Served):
             self.c1[name], self.c2[name] = c1, c2
             self.gh.set_branch(repo, "main", c2)
             self.staging.set(name, c2)
-        self.gh.add_token(READ_TOKEN, read=repos)
+        self.gh.add_repo(RECORDS_REPO)  # where the promotion records live (a branch of its own)
+        self.gh.set_branch(RECORDS_REPO, "main", self.gh.commit(RECORDS_REPO))
+        self.gh.add_token(READ_TOKEN, read=repos, write=[RECORDS_REPO])
         self.gh.add_token(PUSH_TOKEN, read=repos, write=repos)
         self.write_config()
         self.set_latency(self.latency)
@@ -210,6 +213,7 @@ class BenchWorld(Served):
             'forge = "github"',
             f'health_interval = "{self.health_interval:g}s"',
             f'health_timeout = "{self.health_timeout:g}s"',
+            f'records_repo = "{RECORDS_REPO}"',
             "",
         ]
         for i in range(self.n):

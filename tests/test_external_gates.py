@@ -91,7 +91,7 @@ class World:
         return self.commits[name][-1]
 
     def config(self, check: str, forge: str = "github") -> Config:
-        text = f'[gate]\nname = "g"\nforge = "{forge}"\nrequest_timeout = "2s"\n'
+        text = f'[gate]\nname = "g"\nforge = "{forge}"\nrequest_timeout = "2s"\nrecords = false\n'
         for name, repo in SERVICES.items():
             text += (
                 f'[[services]]\nname = "{name}"\nrepo = "{repo}"\ntoken_env = "PUSH"\n'

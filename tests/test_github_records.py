@@ -49,7 +49,7 @@ async def no_sleep(seconds: float) -> None:
 def make_config() -> Config:
     return Config.model_validate(
         {
-            "gate": {"name": GATE, "forge": "github", "request_timeout": 2},
+            "gate": {"name": GATE, "forge": "github", "request_timeout": 2, "records_store": "deployments"},
             "services": [
                 {
                     "name": name,

@@ -31,7 +31,11 @@ PATCH_PATH = r"/repos/acme/{}/git/refs/heads/prod"
 
 @pytest.fixture
 def ghw(tmp_path: Path) -> Iterator[GitHubWorld]:
-    yield from build_world(tmp_path)
+    """Records as deployments, the store these tests read back (the default branch store has its
+    own: tests/test_recovery_github_branch.py)."""
+    for world in build_world(tmp_path):
+        world.gate_defaults["records_store"] = '"deployments"'
+        yield world
 
 
 # -- helpers -------------------------------------------------------------------------

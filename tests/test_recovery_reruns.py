@@ -148,7 +148,7 @@ def test_github_forward_after_reruns_finishes_the_promotion(ghw: GitHubWorld) ->
 
 def test_github_run_reads_the_records_of_one_repository_only(ghw: GitHubWorld) -> None:
     """The start-state read costs 2 requests, not 2N: every run writes its record to every repository."""
-    ghw.config()
+    ghw.config(gate={"records_store": '"deployments"'})
     assert ghw.run("run").code == 0
     listed = [r.path for r in ghw.gh.requests if r.method == "GET" and "/deployments" in r.path]
     assert listed and all(p.startswith(f"/repos/{REPOS['backend']}/") for p in listed), listed

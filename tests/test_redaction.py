@@ -392,7 +392,7 @@ def test_one_list_of_token_variables() -> None:
     from lockstep.redact import token_vars
 
     text = (
-        '[gate]\nname = "g"\nforge = "github"\n'
+        '[gate]\nname = "g"\nforge = "github"\nrecords = false\n'
         + "".join(
             f'[[services]]\nname = "{n}"\nrepo = "o/{n}"\ntoken_env = "{v}"\n'
             f'health_url = "http://h/health"\nversion_url = "http://h/version"\n'

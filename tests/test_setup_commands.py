@@ -129,7 +129,7 @@ def test_init_github_workflow_has_the_required_pieces(gate: Path) -> None:
     assert "skip_gate:" in on and "justification:" in on
     assert [ln.strip() for ln in blocks["concurrency"] if ln.strip()] == [
         "group: lockstep-bs-lml", "cancel-in-progress: false"]
-    assert [ln.strip() for ln in blocks["permissions"] if ln.strip()] == ["contents: read", "deployments: read", "issues: write"]
+    assert [ln.strip() for ln in blocks["permissions"] if ln.strip()] == ["contents: write", "issues: write"]
     assert "persist-credentials: false" in text
     assert re.search(r"^    timeout-minutes: \d+$", text, re.M)
     scripts = run_scripts(text)
@@ -787,7 +787,7 @@ def test_git_default_tracker_sits_next_to_the_config(gate: Path) -> None:
 def test_validate_accepts_external_checks(gate: Path) -> None:
     """A commit-status check has no program to find: validate must not crash on it."""
     (gate / "lockstep.toml").write_text(
-        '[gate]\nname = "g"\nforge = "github"\n[[services]]\nname = "a"\nrepo = "acme/a"\n'
+        '[gate]\nname = "g"\nforge = "github"\nrecords = false\n[[services]]\nname = "a"\nrepo = "acme/a"\n'
         'token_env = "PUSH_A"\nhealth_url = "http://x/health"\nversion_url = "http://x/version"\n'
         '[[checks]]\nname = "e2e"\ncommit_status = "e2e"\n'
     )

@@ -157,7 +157,7 @@ def test_gate_workflow_shape() -> None:
     concurrency = [ln.strip() for ln in blocks["concurrency"] if ln.strip()]
     assert concurrency == ["group: lockstep-bs-lml", "cancel-in-progress: false"]
     permissions = [ln.strip() for ln in blocks["permissions"] if ln.strip()]
-    assert permissions == ["contents: read", "deployments: read", "issues: write"]
+    assert permissions == ["contents: write", "issues: write"]
     assert re.search(r"^    timeout-minutes: \d+$", text, re.M)
     scripts = [s for _, s in run_scripts(text)]
     gate_runs = [s for s in scripts if "lockstep run" in s]

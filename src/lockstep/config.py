@@ -164,12 +164,40 @@ class GateConfig(_Strict):
         StrictBool,
         Field(description=(
             'Keep promotion records: a `started` record before the first push and a `finished` one '
-            'after the re-read (git: `records.jsonl` on `refs/lockstep/<name>/records` in the first '
-            "service's repository; github: one deployment per service repository). `lockstep status` "
-            'verdicts and `lockstep reconcile` need them. On GitHub they cost 2 requests per service '
-            'per promoting run. A record that cannot be written is a warning, never a failure.'
+            'after the re-read. `lockstep status` verdicts and `lockstep reconcile` need them; a '
+            'record that cannot be written is a warning, never a failure. git: `records.jsonl` on '
+            "`refs/lockstep/<name>/records` in the first service's repository. github: see "
+            '`records_store`.'
         )),
     ] = True
+    records_store: Annotated[
+        Literal["branch", "deployments"],
+        Field(description=(
+            'github: where the records go. `"branch"`: the file `<name>.json` on the branch '
+            '`records_branch` of `records_repo`, one write per record whatever the number of '
+            'services, in no service repository. `"deployments"`: one deployment per service '
+            "repository, shown on each repository's page, at 2 writes per service per run; creating "
+            'them sends `deployment` and `deployment_status` events, which start every `on: '
+            'deployment` workflow of those repositories.'
+        )),
+    ] = "branch"
+    records_repo: Annotated[
+        str | None,
+        Field(description=(
+            'github: the repository (`OWNER/REPO`) that keeps the promotion records, on its branch '
+            '`records_branch`. Unset: the repository of `bypass.tracker`. The read token writes '
+            'there, so it needs `Contents: write` on it (the `GITHUB_TOKEN` of a workflow in that '
+            'repository, with `contents: write`, starts no workflow by writing).'
+        )),
+    ] = None
+    records_branch: Annotated[
+        str,
+        Field(description=(
+            'github: the branch of `records_repo` that keeps the records (created on first use as '
+            'a branch of its own, sharing no history). A `push` workflow in that repository sees '
+            'each record write unless it ignores this branch (`branches-ignore`).'
+        )),
+    ] = "lockstep/records"
 
 
 class BypassConfig(_Strict):
@@ -251,7 +279,8 @@ class ServiceConfig(_Strict):
         Field(description=(
             'The environment variable holding a token that may push this repository. Required for the'
             ' github forge (fine-grained token: *Contents: read and write*, plus *Deployments: read '
-            "and write* for records). Whatever the forge, the variable is removed from every check's "
+            'and write* with `records_store = "deployments"`). Whatever the forge, the variable is '
+            "removed from every check's "
             'environment and its value is shown as `***` in every output, report and record.'
         )),
     ] = None
@@ -442,6 +471,7 @@ class Config(_Strict):
                     f"checks[{i}] ({check.name}).services: unknown service {unknown[0]!r} "
                     f"(services are: {', '.join(sorted(known))})"
                 )
+        self._records_place()
         if self.gate.lock == "ref" and self.gate.forge != "github":
             raise ValueError('gate.lock = "ref" needs forge = "github" (the git forge uses "local")')
         if self.recovery.on_split == "rollback":
@@ -450,6 +480,24 @@ class Config(_Strict):
             if not self.bypass.tracker:
                 raise ValueError('recovery.on_split = "rollback" needs bypass.tracker for its audit record')
         return self
+
+    def _records_place(self) -> None:
+        """Where the records go must be knowable from the config alone (``validate`` says so)."""
+        gate = self.gate
+        if gate.forge == "github":
+            placed = gate.records_repo or self.bypass.tracker
+            if gate.records and gate.records_store == "branch" and not placed:
+                raise ValueError(
+                    "gate.records_repo: not set, and there is no bypass.tracker to keep the records "
+                    'beside: name the repository (OWNER/REPO) that keeps the promotion records, or set '
+                    'records_store = "deployments" or records = false'
+                )
+            return
+        if gate.records_store != "branch" or gate.records_repo is not None:
+            raise ValueError(
+                'gate.records_store and gate.records_repo need forge = "github" (the git forge keeps its '
+                "records on a ref of the first service's repository)"
+            )
 
     def tracker_path(self) -> Path | None:
         """The git forge's audit file, relative to the config's directory.

@@ -60,14 +60,15 @@ DEFAULT_TRACKER_FILE = "lockstep-audit.md"
 CHECK_TIMEOUT_MINUTES = 20
 HEALTH_TIMEOUT_MINUTES = 5
 
-# What each token needs for the config init writes (github forge, promotion records on): pushes
-# move refs and write the records (deployments); reads see branches, compares and records and
-# post the audit comment.  Every text init prints or writes says exactly this, in the words of
-# GitHub's token settings; tests/test_permissions.py derives it from the requests of real runs.
-PUSH_PERMISSIONS = "Contents: read and write, Deployments: read and write"
+# What each token needs for the config init writes (github forge, promotion records on the
+# tracker repository's lockstep/records branch): pushes move refs; reads see branches and
+# compares, and on the tracker's repository write the records file and the audit comment.
+# Every text init prints or writes says exactly this, in the words of GitHub's token settings;
+# tests/test_permissions.py derives it from the requests of real runs.
+PUSH_PERMISSIONS = "Contents: read and write"
 READ_PERMISSIONS = (
-    "Contents: read and Deployments: read on every service repository, "
-    "Issues: read and write on the tracker's repository"
+    "Contents: read on every service repository, "
+    "Contents: read and write and Issues: read and write on the tracker's repository"
 )
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -441,16 +442,15 @@ concurrency:
 
 # Least privilege for the workflow's own GITHUB_TOKEN. It can only see this
 # repository, so reading the service repositories needs the secret
-# LOCKSTEP_READ_TOKEN (a fine-grained PAT: Contents: read and Deployments: read
-# on each service repository, Issues: read and write on the bypass tracker's
-# repository). Without that secret the workflow token stands in, which works
-# only when the services and the tracker live in this repository, so it gets
-# the same: `deployments: read` for the promotion records, `issues: write` for
-# the bypass audit comment.
+# LOCKSTEP_READ_TOKEN (a fine-grained PAT: Contents: read on each service
+# repository, Contents: read and write and Issues: read and write on the bypass
+# tracker's repository). Without that secret the workflow token stands in, which
+# works only when the services and the tracker live in this repository, so it
+# gets the same: `contents: write` for the promotion records (the file on the
+# lockstep/records branch), `issues: write` for the bypass audit comment.
 # Prod pushes never use either: each service has its own PROD_PUSH_TOKEN_*.
 permissions:
-  contents: read
-  deployments: read
+  contents: write
   issues: write
 
 jobs:

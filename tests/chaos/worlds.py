@@ -230,6 +230,7 @@ class GitHubWorld:
             gh.add_issue(TRACKER_REPO, TRACKER_ISSUE + 1)
         else:
             gh.add_issue(TRACKER_REPO, TRACKER_ISSUE, locked=audit == "locked")
+        gh.set_branch(TRACKER_REPO, "main", gh.commit(TRACKER_REPO, message="ops: the gate's workflow"))
         if audit == "disabled":
             gh.disable_issues(TRACKER_REPO)
 

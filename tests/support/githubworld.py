@@ -52,6 +52,7 @@ class GitHubWorld:
     prods: dict[str, str] = field(default_factory=dict)
     read_token: str = ""
     push_tokens: dict[str, str] = field(default_factory=dict)
+    gate_defaults: dict[str, str] = field(default_factory=dict)  # [gate] keys every config() writes
     stack: ExitStack = field(default_factory=ExitStack)
 
     # ---- setup ----------------------------------------------------------------------
@@ -74,6 +75,7 @@ class GitHubWorld:
             gh.add_token(token, read=[repo], write=[repo], login=f"promoter-{name}")
             self.staging[name] = self.stack.enter_context(Staging(sha=head))
         gh.add_issue(TRACKER_REPO, TRACKER_ISSUE)
+        gh.set_branch(TRACKER_REPO, "main", gh.commit(TRACKER_REPO, message="ops: the gate's workflow"))
         gh.add_token(self.read_token, read=list(REPOS.values()), write=[TRACKER_REPO], login=READ_LOGIN)
 
     @property
@@ -97,6 +99,7 @@ class GitHubWorld:
             "health_timeout": '"3s"',
             "health_interval": '"50ms"',
             "request_timeout": '"3s"',
+            **self.gate_defaults,
             **(gate or {}),
         }
         text = "[gate]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
@@ -191,13 +194,19 @@ class GitHubWorld:
 
     def ref_writes(self) -> list[RecordedRequest]:
         """Writes that create, move or delete a ref (promotion records and comments excluded)."""
-        return [w for w in self.gh.writes() if re.fullmatch(r"/repos/[^/]+/[^/]+/git/refs(/.*)?", w.path)]
+        return [
+            w for w in self.gh.writes()
+            if re.fullmatch(r"/repos/[^/]+/[^/]+/git/refs(/.*)?", w.path)
+            and not w.path.startswith(f"/repos/{TRACKER_REPO}/")  # where the records branch lives
+        ]
 
     def patches(self, name: str) -> list[RecordedRequest]:
         return self.matching("PATCH", rf"/repos/{REPOS[name]}/git/refs/heads/prod")
 
     def ref_posts(self) -> list[RecordedRequest]:
-        return self.matching("POST", r"/repos/[^/]+/[^/]+/git/refs")
+        """Ref creations in the service repositories (the records branch lives in the tracker's)."""
+        return [r for r in self.matching("POST", r"/repos/[^/]+/[^/]+/git/refs")
+                if not r.path.startswith(f"/repos/{TRACKER_REPO}/")]
 
     def comment_posts(self) -> list[RecordedRequest]:
         return self.matching("POST", rf"/repos/{TRACKER_REPO}/issues/{TRACKER_ISSUE}/comments")

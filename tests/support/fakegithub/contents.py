@@ -8,7 +8,8 @@ contents per commit and answer as GitHub does.  Endpoints (registered on import;
 * ``POST /repos/{o}/{r}/git/trees`` ``{tree: [{path, mode, type, content | sha}], base_tree?}``
   → 201 ``{sha, url, tree, truncated}``.  ``content`` inline makes the blob; ``mode`` must
   be a git file mode and ``type`` ``blob`` (the fake holds files only); an unknown
-  ``base_tree`` or blob ``sha`` → 422.  Needs write (``contents``).
+  ``base_tree`` or blob ``sha`` → 422; an empty repository → 409 ``Git Repository is
+  empty.`` (as every Git Data endpoint).  Needs write (``contents``).
 * ``POST /repos/{o}/{r}/git/commits`` ``{message, tree, parents}`` → 201 with the commit;
   an unknown tree → 422 ``Tree SHA does not exist``, an unknown parent → 422 ``Parent SHA
   does not exist or is not a commit object``.  Moves no ref (``POST/PATCH git/refs`` do).
@@ -98,6 +99,8 @@ def _tree_entries(api: Api, repo: Repo, body: dict[str, Any]) -> dict[str, bytes
 @route("POST", r"/git/trees", write="contents")
 def create_tree(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
     """A tree (and its inline blobs); referenced by a later ``POST git/commits``."""
+    if repo.empty:
+        raise empty_repo()  # the Git Data API needs a repository with a commit, as on GitHub
     files = _tree_entries(api, repo, json_object(req))
     sha = repo.add_tree(files)
     url = f"{api.world.api_url}/repos/{repo.full_name}/git/trees/{sha}"
@@ -112,6 +115,8 @@ def create_tree(api: Api, repo: Repo, token: Token, req: Request, args: list[str
 @route("POST", r"/git/commits", write="contents")
 def create_commit(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
     """A commit object from a tree and parents (no ref moves)."""
+    if repo.empty:
+        raise empty_repo()
     body = json_object(req)
     message = typed_field(body, "message", str)
     tree = typed_field(body, "tree", str)

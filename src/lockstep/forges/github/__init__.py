@@ -9,7 +9,7 @@ from lockstep import redact
 from lockstep.checks import CheckResult
 from lockstep.config import CheckConfig, Config, ServiceConfig
 from lockstep.errors import UsageError
-from lockstep.forges.base import AuditSink, Wiring
+from lockstep.forges.base import AuditSink, RecordStore, Wiring
 from lockstep.model import Sha
 
 
@@ -17,6 +17,7 @@ def wire(config: Config, env: Mapping[str, str]) -> Wiring:
     """A :class:`~lockstep.forges.github.forge.GitHubForge` (every token and name checked, no
     request made), the tracker issue sink, deployment records, external gates and the ref lock."""
     from lockstep.forges.github.audit import GitHubIssueSink
+    from lockstep.forges.github.branch_records import GitHubBranchRecordStore
     from lockstep.forges.github.external import run_external_check
     from lockstep.forges.github.forge import GitHubForge
     from lockstep.forges.github.lock import GitHubRefLock
@@ -38,5 +39,9 @@ def wire(config: Config, env: Mapping[str, str]) -> Wiring:
     def ref_lock() -> AbstractAsyncContextManager[object]:
         return GitHubRefLock.for_config(config, env)
 
-    records = GitHubDeploymentRecordStore(forge, config) if config.gate.records else None
+    records: RecordStore | None = None
+    if config.gate.records and config.gate.records_store == "deployments":
+        records = GitHubDeploymentRecordStore(forge, config)
+    elif config.gate.records:
+        records = GitHubBranchRecordStore(forge, config)
     return Wiring(forge, sink, redact.check_secret_vars(config), records, external, ref_lock)
