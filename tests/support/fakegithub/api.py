@@ -411,20 +411,10 @@ class Api:
         base, head = repo.resolve(base_name), repo.resolve(head_name)
         if base is None or head is None:
             raise not_found()
-        merge_base = repo.merge_base(base, head)
-        if merge_base is None:
+        comparison = repo.compare(base, head)
+        if comparison is None:
             raise ApiError(404, f"No common ancestor between {base_name} and {head_name}.")
-        head_anc, base_anc = repo.ancestors(head), repo.ancestors(base)
-        ahead = sorted(head_anc - base_anc, key=lambda s: repo.commits[s].seq)
-        behind_by = len(base_anc - head_anc)
-        if base == head:
-            status = "identical"
-        elif not behind_by:
-            status = "ahead"
-        elif not ahead:
-            status = "behind"
-        else:
-            status = "diverged"
+        ahead = comparison.ahead
         per_page, page = 250, 1
         if req.query.get("per_page", "").isdigit():
             per_page = min(max(int(req.query["per_page"]), 1), 100)
@@ -442,10 +432,10 @@ class Api:
                 "diff_url": f"{html}.diff",
                 "patch_url": f"{html}.patch",
                 "base_commit": self.commit_shape(repo, base),
-                "merge_base_commit": self.commit_shape(repo, merge_base),
-                "status": status,
+                "merge_base_commit": self.commit_shape(repo, comparison.merge_base),
+                "status": comparison.status,
                 "ahead_by": len(ahead),
-                "behind_by": behind_by,
+                "behind_by": comparison.behind_by,
                 "total_commits": len(ahead),
                 "commits": [self.commit_shape(repo, s) for s in shown],
                 "files": [],
