@@ -577,7 +577,7 @@ class FakeGitHub(Served):
                     response = self._fault_response(fault)
                     record.status = response.status
                 return _Reply(response)
-        request = Request(method, path, record.query, headers, body)
+        request = Request(method, path, record.query, headers, body, received=record.at)
         with self._lock:
             try:
                 response = self._api.handle(request)
