@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -112,6 +113,16 @@ def github() -> GraphQLSchema:
     fields, which graphql-core would refuse; neither touches the types the fake uses."""
     path = npm.package_file(SCHEMA_PACKAGE, "schema.graphql", "check the fake GitHub's GraphQL against GitHub's schema")
     return build_ast_schema(parse(path.read_text(encoding="utf-8")), assume_valid_sdl=True, assume_valid=True)
+
+
+def test_without_npm_the_schema_tests_skip_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(npm, "NODE_PREFIX", tmp_path / "node")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        npm.package_file(SCHEMA_PACKAGE, "schema.graphql", "check the fake GitHub's GraphQL against GitHub's schema")
+    reason = str(skipped.value)
+    assert "\n" not in reason and reason.startswith("npm not found: install Node.js with npm to check")
+    assert npm.spec(SCHEMA_PACKAGE) in reason
 
 
 def _default(argument: GraphQLArgument) -> str | None:
