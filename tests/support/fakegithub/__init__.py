@@ -1,4 +1,4 @@
-"""A stateful fake GitHub REST API over real loopback HTTP, for forge tests.
+"""A stateful fake GitHub (REST, and GraphQL reads) over real loopback HTTP, for forge tests.
 
 Quick reference::
 
@@ -9,6 +9,8 @@ Quick reference::
         gh.add_token("tok", read=["o/r"], write=[])
         gh.inject(Fault.drop_after(), method="PATCH", path=r"/repos/o/r/git/refs/heads/prod")
         gh.requests / gh.writes()                  # RecordedRequest list
+        gh.graphql.queries()                       # POST /graphql calls, parsed (GraphQLCall)
+        gh.graphql.remaining = 0; gh.graphql.timeout = 0.2   # its own budget and timeout
 
 Endpoints, codes and messages follow ``docs/github-api.md``; the fake is
 never more forgiving than GitHub (wrong types, unknown shas, missing refs,
@@ -16,6 +18,7 @@ non-fast-forward updates and missing permissions are all refused).
 """
 
 from tests.support.fakegithub.faults import Fault, Injection
+from tests.support.fakegithub.graphql import GraphQLCall
 from tests.support.fakegithub.server import FakeGitHub, RecordedRequest
 
-__all__ = ["FakeGitHub", "Fault", "Injection", "RecordedRequest"]
+__all__ = ["FakeGitHub", "Fault", "GraphQLCall", "Injection", "RecordedRequest"]

@@ -33,13 +33,18 @@ _WRITE_MESSAGE = {
 
 @dataclass
 class Request:
-    """What the HTTP layer read: raw path (no query), lower-case header names."""
+    """What the HTTP layer read: raw path (no query), lower-case header names.
+
+    ``received`` is when the request arrived (``time.monotonic()``), before any latency or
+    delay fault: GraphQL's 10-second timeout is measured from it.
+    """
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -90,11 +95,15 @@ def empty_repo() -> ApiError:
 
 @dataclass
 class RateLimit:
-    """The primary (core) rate limit shared by all callers of this fake."""
+    """A primary rate limit shared by all callers of this fake: REST's (core) or GraphQL's.
+
+    GitHub keeps separate budgets per resource; ``resource`` names the one in the headers.
+    """
 
     limit: int = 5000
     remaining: int = 5000
     reset: int = field(default_factory=lambda: int(time.time()) + 3600)
+    resource: str = "core"
 
     def refresh(self) -> None:
         """Start a new window once the reset time has passed, as GitHub does."""
@@ -103,15 +112,19 @@ class RateLimit:
             self.remaining = self.limit
             self.reset = int(now) + 3600
 
-    def headers(self) -> dict[str, str]:
-        """The x-ratelimit-* headers every GitHub REST response carries."""
+    def status(self) -> dict[str, Any]:
+        """This resource's entry in ``GET /rate_limit``."""
         return {
-            "x-ratelimit-limit": str(self.limit),
-            "x-ratelimit-remaining": str(max(self.remaining, 0)),
-            "x-ratelimit-used": str(max(self.limit - self.remaining, 0)),
-            "x-ratelimit-reset": str(self.reset),
-            "x-ratelimit-resource": "core",
+            "limit": self.limit,
+            "remaining": max(self.remaining, 0),
+            "reset": self.reset,
+            "used": max(self.limit - self.remaining, 0),
+            "resource": self.resource,
         }
+
+    def headers(self) -> dict[str, str]:
+        """The x-ratelimit-* headers every GitHub API response carries."""
+        return {f"x-ratelimit-{key}": str(value) for key, value in self.status().items()}
 
 
 @dataclass
@@ -123,6 +136,8 @@ class World:
     repos: dict[str, Repo] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     rate: RateLimit = field(default_factory=RateLimit)
+    graphql_rate: RateLimit = field(default_factory=lambda: RateLimit(resource="graphql"))
+    graphql_timeout: float = 10.0  # seconds; GitHub gives up on a GraphQL request after 10
     api_versions: frozenset[str] = frozenset({"2022-11-28"})
     next_comment_id: int = 1_900_000_001
     next_deployment_id: int = 1_200_000_001  # global on GitHub, like every id
@@ -131,6 +146,8 @@ class World:
 
 Handler = Callable[["Api", Repo, Token, Request, list[str]], Response]
 _ROUTES: list[tuple[frozenset[str], re.Pattern[str], Handler, str | None]] = []
+TopLevelHandler = Callable[["Api", Token | None, Request], Response]
+_TOP_LEVEL: dict[str, TopLevelHandler] = {}
 
 
 def route(methods: str, pattern: str, write: str | None = None) -> Callable[[Handler], Handler]:
@@ -142,6 +159,20 @@ def route(methods: str, pattern: str, write: str | None = None) -> Callable[[Han
     def register(fn: Handler) -> Handler:
         full = re.compile(r"/repos/([^/]+)/([^/]+)" + pattern)
         _ROUTES.append((frozenset(methods.split()), full, fn, write))
+        return fn
+
+    return register
+
+
+def top_level_route(path: str) -> Callable[[TopLevelHandler], TopLevelHandler]:
+    """Register an endpoint outside ``/repos/{o}/{r}`` (``/graphql``: graphql.py), by exact path, any method.
+
+    It gets the request right after authentication (a bad token is already 401), with the token
+    or None, and before the core rate limit: it answers anonymous callers and keeps its own budget.
+    """
+
+    def register(fn: TopLevelHandler) -> TopLevelHandler:
+        _TOP_LEVEL[path] = fn
         return fn
 
     return register
@@ -208,14 +239,16 @@ class Api:
         if version is not None and version not in self.world.api_versions:
             raise ApiError(400, f"Unsupported 'X-GitHub-Api-Version': '{version}'")
         token = self._authenticate(req.headers.get("authorization"))
+        top_level = _TOP_LEVEL.get(req.path)
+        if top_level is not None:
+            return top_level(self, token, req)
         method = "GET" if req.method == "HEAD" else req.method
         rate = self.world.rate
         rate.refresh()
         if method == "GET" and req.path == "/rate_limit":
-            core: dict[str, Any] = {"limit": rate.limit, "remaining": max(rate.remaining, 0)}
-            core |= {"reset": rate.reset, "used": max(rate.limit - rate.remaining, 0)}
-            core["resource"] = "core"
-            return Response(200, {"resources": {"core": core}, "rate": core})
+            self.world.graphql_rate.refresh()
+            core = rate.status()
+            return Response(200, {"resources": {"core": core, "graphql": self.world.graphql_rate.status()}, "rate": core})
         if rate.remaining <= 0:
             who = f"user ID {token.user_id}" if token else "127.0.0.1"
             raise ApiError(403, f"API rate limit exceeded for {who}.")
@@ -411,20 +444,10 @@ class Api:
         base, head = repo.resolve(base_name), repo.resolve(head_name)
         if base is None or head is None:
             raise not_found()
-        merge_base = repo.merge_base(base, head)
-        if merge_base is None:
+        comparison = repo.compare(base, head)
+        if comparison is None:
             raise ApiError(404, f"No common ancestor between {base_name} and {head_name}.")
-        head_anc, base_anc = repo.ancestors(head), repo.ancestors(base)
-        ahead = sorted(head_anc - base_anc, key=lambda s: repo.commits[s].seq)
-        behind_by = len(base_anc - head_anc)
-        if base == head:
-            status = "identical"
-        elif not behind_by:
-            status = "ahead"
-        elif not ahead:
-            status = "behind"
-        else:
-            status = "diverged"
+        ahead = comparison.ahead
         per_page, page = 250, 1
         if req.query.get("per_page", "").isdigit():
             per_page = min(max(int(req.query["per_page"]), 1), 100)
@@ -442,10 +465,10 @@ class Api:
                 "diff_url": f"{html}.diff",
                 "patch_url": f"{html}.patch",
                 "base_commit": self.commit_shape(repo, base),
-                "merge_base_commit": self.commit_shape(repo, merge_base),
-                "status": status,
+                "merge_base_commit": self.commit_shape(repo, comparison.merge_base),
+                "status": comparison.status,
                 "ahead_by": len(ahead),
-                "behind_by": behind_by,
+                "behind_by": comparison.behind_by,
                 "total_commits": len(ahead),
                 "commits": [self.commit_shape(repo, s) for s in shown],
                 "files": [],

@@ -29,6 +29,7 @@ from tests.support.fakegithub import contents as _contents  # noqa: F401 (regist
 from tests.support.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
 from tests.support.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
 from tests.support.fakegithub.faults import Fault, Injection
+from tests.support.fakegithub.graphql import GraphQLControls  # also registers POST /graphql
 from tests.support.fakegithub.state import Issue, Repo, Token
 from tests.support.fakegithub.statuses import (  # also registers the endpoints
     CHECK_CONCLUSIONS,
@@ -180,6 +181,7 @@ class FakeGitHub(Served):
         self._server: _Server | None = None
         self.latency = 0.0
         self.url = ""
+        self.graphql = GraphQLControls(self._lock, self._world, lambda: self.requests)
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -577,7 +579,7 @@ class FakeGitHub(Served):
                     response = self._fault_response(fault)
                     record.status = response.status
                 return _Reply(response)
-        request = Request(method, path, record.query, headers, body)
+        request = Request(method, path, record.query, headers, body, received=record.at)
         with self._lock:
             try:
                 response = self._api.handle(request)

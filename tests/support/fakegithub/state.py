@@ -95,6 +95,20 @@ class Deployment:
         return int(self.body["id"])
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """``base...head`` as GitHub reports it, over REST (``compare``) and GraphQL (``Ref.compare``) alike.
+
+    ``ahead`` lists head's commits that base lacks, oldest first (REST pages through them);
+    ``behind_by`` counts base's commits that head lacks.
+    """
+
+    status: Literal["ahead", "behind", "diverged", "identical"]
+    ahead: tuple[str, ...]
+    behind_by: int
+    merge_base: str
+
+
 @dataclass
 class Repo:
     """A repository: commits, refs by full name (``refs/heads/main``), issues, deployments."""
@@ -176,6 +190,25 @@ class Repo:
         """A best common ancestor: the newest one has no common descendant above it."""
         common = self.ancestors(a) & self.ancestors(b)
         return max(common, key=lambda s: self.commits[s].seq) if common else None
+
+    def compare(self, base: str, head: str) -> Comparison | None:
+        """Compare two known commits; None when they share no ancestor (GitHub cannot compare them)."""
+        merge_base = self.merge_base(base, head)
+        if merge_base is None:
+            return None
+        head_anc, base_anc = self.ancestors(head), self.ancestors(base)
+        ahead = tuple(sorted(head_anc - base_anc, key=lambda s: self.commits[s].seq))
+        behind_by = len(base_anc - head_anc)
+        status: Literal["ahead", "behind", "diverged", "identical"]
+        if base == head:
+            status = "identical"
+        elif not behind_by:
+            status = "ahead"
+        elif not ahead:
+            status = "behind"
+        else:
+            status = "diverged"
+        return Comparison(status, ahead, behind_by, merge_base)
 
     def resolve(self, rev: str) -> str | None:
         """Resolve a compare endpoint: full sha, ref, tag, branch, then unique short sha."""
