@@ -62,6 +62,19 @@ def test_a_promoting_run_writes_two_records_in_one_repository_and_nothing_in_the
     assert {s["name"]: s["outcome"] for s in record["services"]} == {n: "advanced" for n in REPOS}
     assert ghw.gh.branch(TRACKER_REPO, "main") is not None  # the branch is its own: main untouched
     assert ghw.gh.file(TRACKER_REPO, "main", FILE) is None
+    # the only events in a service repository are its prod push; the records push only their branch
+    for repo in REPOS.values():
+        assert [(e.name, e.ref) for e in ghw.gh.events(repo)] == [("push", "refs/heads/prod")]
+    assert {(e.name, e.ref) for e in ghw.gh.events(TRACKER_REPO)} == {("push", f"refs/heads/{BRANCH}")}
+
+
+def test_records_as_deployments_send_deployment_events_in_every_service_repository(ghw: GitHubWorld) -> None:
+    """The opt-in store's documented side effect (docs/configuration.md, records_store)."""
+    ghw.config(gate={"records_store": '"deployments"'})
+    assert ghw.run("run").code == 0
+    for repo in REPOS.values():
+        sent = [e.name for e in ghw.gh.events(repo)]
+        assert sent.count("deployment") == 1 and sent.count("deployment_status") == 1 and "push" in sent
 
 
 def test_a_split_is_named_from_the_file_and_the_printed_forward_command_fixes_it(ghw: GitHubWorld) -> None:

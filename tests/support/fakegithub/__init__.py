@@ -9,6 +9,7 @@ Quick reference::
         gh.add_token("tok", read=["o/r"], write=[])
         gh.inject(Fault.drop_after(), method="PATCH", path=r"/repos/o/r/git/refs/heads/prod")
         gh.requests / gh.writes()                  # RecordedRequest list
+        gh.events("o/r")                           # webhook events the applied writes sent (Event)
         gh.graphql.queries()                       # POST /graphql calls, parsed (GraphQLCall)
         gh.graphql.remaining = 0; gh.graphql.timeout = 0.2   # its own budget and timeout
 
@@ -17,8 +18,9 @@ never more forgiving than GitHub (wrong types, unknown shas, missing refs,
 non-fast-forward updates and missing permissions are all refused).
 """
 
+from tests.support.fakegithub.events import Event
 from tests.support.fakegithub.faults import Fault, Injection
 from tests.support.fakegithub.graphql import GraphQLCall
 from tests.support.fakegithub.server import FakeGitHub, RecordedRequest
 
-__all__ = ["FakeGitHub", "Fault", "GraphQLCall", "Injection", "RecordedRequest"]
+__all__ = ["Event", "FakeGitHub", "Fault", "GraphQLCall", "Injection", "RecordedRequest"]

@@ -28,6 +28,7 @@ from lockstep.loopback import LoopbackServer, Served
 from tests.support.fakegithub import contents as _contents  # noqa: F401 (registers the endpoints)
 from tests.support.fakegithub.api import Api, ApiError, Request, Response, World, error_body, phrase
 from tests.support.fakegithub.deployments import new_deployment, new_status  # also registers the endpoints
+from tests.support.fakegithub.events import Event, events_for
 from tests.support.fakegithub.faults import Fault, Injection
 from tests.support.fakegithub.graphql import GraphQLControls  # also registers POST /graphql
 from tests.support.fakegithub.state import Issue, Repo, Token
@@ -175,6 +176,7 @@ class FakeGitHub(Served):
         self._world = World()
         self._api = Api(self._world)
         self._requests: list[RecordedRequest] = []
+        self._events: list[Event] = []
         self._injections: list[Injection] = []
         self._connections: dict[int, socket.socket] = {}
         self._connection_ids = itertools.count(1)
@@ -503,9 +505,10 @@ class FakeGitHub(Served):
         return [r for r in self.requests if r.method in _WRITE_METHODS]
 
     def clear_requests(self) -> None:
-        """Forget recorded requests (e.g. after setup through the API)."""
+        """Forget recorded requests and the events they sent (e.g. after setup through the API)."""
         with self._lock:
             self._requests.clear()
+            self._events.clear()
 
     def inject(
         self,
@@ -586,10 +589,33 @@ class FakeGitHub(Served):
             except Exception as exc:  # a bug in the fake must be loud, not a hang
                 response = ApiError(500, f"fake GitHub crashed: {exc!r}").response
             response.headers = self._world.rate.headers() | response.headers
+            if method in _WRITE_METHODS and 200 <= response.status < 300:
+                self._record_events(record, headers)  # applied, even if the answer is lost below
             if fault is not None and fault.kind == "drop_after":
                 return _Reply(None)
             record.status = response.status
         return _Reply(response)
+
+    def _record_events(self, record: RecordedRequest, headers: dict[str, str]) -> None:
+        """The webhook events GitHub would send for this applied write (the caller holds the lock)."""
+        credential = headers.get("authorization", "").partition(" ")[2].strip()
+        token = self._world.tokens.get(credential)
+        sender = token.login if token is not None else "anonymous"
+        index = self._requests.index(record)
+
+        def default_branch(full: str) -> str | None:
+            repo = self._world.repos.get(full.lower())
+            return repo.default_branch if repo is not None else None
+
+        match = re.fullmatch(r"/repos/([^/]+/[^/]+)/.*", record.path)
+        branch = default_branch(match.group(1)) if match else None
+        for repo, name, ref in events_for(record.method, record.path, record.json, branch):
+            self._events.append(Event(repo, name, ref, sender, index))
+
+    def events(self, repo: str | None = None) -> list[Event]:
+        """Webhook events the applied writes would have sent (in ``repo`` only, when given), in order."""
+        with self._lock:
+            return [e for e in self._events if repo is None or e.repo.lower() == repo.lower()]
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         chosen: Fault | None = None
