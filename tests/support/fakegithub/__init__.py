@@ -10,6 +10,7 @@ Quick reference::
         gh.inject(Fault.drop_after(), method="PATCH", path=r"/repos/o/r/git/refs/heads/prod")
         gh.requests / gh.writes()                  # RecordedRequest list
         gh.events("o/r")                           # webhook events the applied writes sent (Event)
+        gh.limits.advance(60); gh.limits.writes_per_minute = 5   # secondary limits (on by default)
         gh.graphql.queries()                       # POST /graphql calls, parsed (GraphQLCall)
         gh.graphql.remaining = 0; gh.graphql.timeout = 0.2   # its own budget and timeout
 

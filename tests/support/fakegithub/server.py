@@ -31,6 +31,8 @@ from tests.support.fakegithub.deployments import new_deployment, new_status  # a
 from tests.support.fakegithub.events import Event, events_for
 from tests.support.fakegithub.faults import Fault, Injection
 from tests.support.fakegithub.graphql import GraphQLControls  # also registers POST /graphql
+from tests.support.fakegithub.limits import MESSAGE as SECONDARY_MESSAGE
+from tests.support.fakegithub.limits import SecondaryLimits
 from tests.support.fakegithub.state import Issue, Repo, Token
 from tests.support.fakegithub.statuses import (  # also registers the endpoints
     CHECK_CONCLUSIONS,
@@ -177,6 +179,7 @@ class FakeGitHub(Served):
         self._api = Api(self._world)
         self._requests: list[RecordedRequest] = []
         self._events: list[Event] = []
+        self.limits = SecondaryLimits()  # GitHub's published secondary limits, on by default
         self._injections: list[Injection] = []
         self._connections: dict[int, socket.socket] = {}
         self._connection_ids = itertools.count(1)
@@ -567,8 +570,26 @@ class FakeGitHub(Served):
         )
         with self._lock:
             self._requests.append(record)
+            credential = headers.get("authorization", "").partition(" ")[2].strip()
+            retry_after = self.limits.admit(method, path, body, credential or "anonymous")
+            if retry_after is not None:  # refused before anything is applied, as GitHub does
+                record.fault = "secondary"
+                response = self._secondary_response(retry_after)
+                record.status = response.status
+                return _Reply(response)
             fault = self._take_fault(method, path)
             latency = self.latency
+        try:
+            return self._serve(record, fault, latency, headers, body)
+        finally:
+            with self._lock:
+                self.limits.done()
+
+    def _serve(
+        self, record: RecordedRequest, fault: Fault | None, latency: float, headers: dict[str, str], body: bytes
+    ) -> _Reply:
+        """An admitted request: latency, faults, then the API (state changes under the lock)."""
+        method, path = record.method, record.path
         if latency > 0:
             time.sleep(latency)
         if fault is not None:
@@ -628,6 +649,11 @@ class FakeGitHub(Served):
                 chosen = injection.fault
         return chosen
 
+    def _secondary_response(self, retry_after: int) -> Response:
+        """GitHub's answer when a published secondary limit is reached (:mod:`.limits`)."""
+        headers = self._world.rate.headers() | {"retry-after": str(retry_after)}
+        return Response(403, error_body(403, SECONDARY_MESSAGE), headers)
+
     def _fault_response(self, fault: Fault) -> Response:
         rate = self._world.rate
         headers = rate.headers()
@@ -643,9 +669,7 @@ class FakeGitHub(Served):
             }
             message = "API rate limit exceeded for user ID 1."
         else:
-            message = (
-                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
-            )
+            message = SECONDARY_MESSAGE
         if fault.retry_after is not None:
             headers["retry-after"] = str(fault.retry_after)
         return Response(fault.code, error_body(fault.code, message), headers)
