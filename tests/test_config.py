@@ -185,3 +185,24 @@ def test_the_cli_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
         res = run_cli(tmp_path, command, env=os.environ)
         assert (res.code, res.out) == (2, ""), (command, res.err)
         assert res.err == f"lockstep: {config}: arrays or tables nested too deeply to read\n", command
+
+
+@pytest.mark.parametrize(
+    ("gate", "key"),
+    [
+        ('forge = "github"', "gate.records_repo: not set"),
+        ('lock = "ref"', 'gate.lock = "ref" needs forge = "github"'),
+        ('records_store = "deployments"', "gate.records_store and gate.records_repo need forge"),
+    ],
+)
+def test_a_check_across_tables_names_its_key_first(gate: str, key: str) -> None:
+    """Errors from checks that span tables lead with the key to fix, not "(top level)"."""
+    text = (
+        f'[gate]\nname = "g"\n{gate}\n[[services]]\nname = "a"\nrepo = "o/a"\ntoken_env = "P"\n'
+        'health_url = "http://x/h"\nversion_url = "http://x/v"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={}, source="lockstep.toml", base_dir=Path("."))
+    message = str(info.value)
+    assert message.startswith(f"lockstep.toml: {key}"), message
+    assert "(top level)" not in message and "\n" not in message

@@ -511,6 +511,9 @@ class Config(_Strict):
         return path.parent.resolve() / path.name
 
 
+_NAMES_KEY = re.compile(r"(gate|bypass|recovery|services|checks)[.\[]")
+
+
 def _loc(parts: tuple[int | str, ...]) -> str:
     out = ""
     for part in parts:
@@ -556,6 +559,8 @@ def _describe(err: Mapping[str, Any]) -> str:
         msg = f"must be one of {err['ctx']['expected']}"
     if kind == "bool_type":  # StrictBool: "yes", 1 or "true" used to pass as true
         msg = "must be true or false (a TOML boolean, not a string or a number)"
+    if loc == _loc(()) and _NAMES_KEY.match(msg):
+        return msg  # a check across tables already names its key ("gate.records_repo: ...")
     return f"{loc}: {msg}"
 
 
