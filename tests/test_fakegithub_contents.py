@@ -173,3 +173,10 @@ def test_a_put_lands_exactly_when_its_sha_is_the_current_one(steps: list[tuple[s
                 truth = text
             stale = current
             assert w.gh.file(REPO, BRANCH, PATH) == truth.encode()
+
+
+def test_a_file_over_1_mb_is_403_too_large(w: ApiWorld) -> None:
+    orphan_branch(w, "x" * (1024 * 1024 + 1))
+    resp = read(w)
+    assert error(resp, 403).startswith("This API returns blobs up to 1 MB in size.")
+    assert resp.json()["errors"][0]["code"] == "too_large"

@@ -269,3 +269,15 @@ def _put(w: World, data: bytes, sha: str) -> None:
             "message": "someone else", "content": base64.b64encode(data).decode(), "sha": sha, "branch": BRANCH})
         assert resp.status_code == 200, resp.text
 
+
+
+def test_a_records_file_too_large_to_read_is_an_error_and_never_overwritten(w: World) -> None:
+    w.write(w.record("run0"))
+    big = b'{"kind": "lockstep-promotion", "pad": "' + b"x" * (1024 * 1024) + b'"}'
+    _put(w, big, _blob_sha(w.gh.file(OPS, BRANCH, FILE) or b""))
+    with pytest.raises(ForgeError, match="HTTP 403: This API returns blobs up to 1 MB") as info:
+        w.read()
+    assert "needs Contents: write" not in str(info.value)  # a size problem, not a permission one
+    with pytest.raises(ForgeError, match="HTTP 403"):
+        w.write(w.record("run1"))
+    assert w.gh.file(OPS, BRANCH, FILE) == big

@@ -102,11 +102,11 @@ class RunRecords:
                     name=s.name,
                     repo=s.repo,
                     target=s.target,
-                    old_sha=self.shas(s)[0],
-                    new_sha=self.shas(s)[1],
+                    old_sha=old,
+                    new_sha=new,
                     outcome=outcomes[s.name] if phase == "finished" else "pending",
                 )
-                for s in self.config.services
+                for s, (old, new) in ((s, self.shas(s)) for s in self.config.services)
             ),
         )
 

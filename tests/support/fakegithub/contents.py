@@ -15,7 +15,8 @@ contents per commit and answer as GitHub does.  Endpoints (registered on import;
   does not exist or is not a commit object``.  Moves no ref (``POST/PATCH git/refs`` do).
 * ``GET /repos/{o}/{r}/contents/{path}`` ``?ref=`` → the file (``content`` base64 wrapped at
   60 characters as GitHub sends it, ``sha`` = the git blob id); a directory → its entries;
-  missing path → 404 ``Not Found``; unknown ref → 404 ``No commit found for the ref X``.
+  missing path → 404 ``Not Found``; unknown ref → 404 ``No commit found for the ref X``; a
+  file over 1 MB → 403 ``too_large`` (the JSON media type serves 1 MB at most).
 * ``PUT /repos/{o}/{r}/contents/{path}`` ``{message, content, sha?, branch?}`` → 201 (created)
   or 200 (updated) ``{content, commit}``: one new commit on ``branch`` (default: the default
   branch).  Updating an existing file without ``sha`` → 422 ``"sha" wasn't supplied``; a
@@ -49,6 +50,11 @@ from tests.support.fakegithub.api import (
 from tests.support.fakegithub.state import SHA_RE, Repo, Token, blob_sha, tree_sha
 
 FILE_MODES = frozenset({"100644", "100755", "120000"})
+MAX_JSON_CONTENT = 1024 * 1024  # GitHub: the JSON media type returns files up to 1 MB
+TOO_LARGE = (
+    "This API returns blobs up to 1 MB in size. The requested blob is too large to fetch via the API, "
+    "but you can use the Git Data API to request blobs up to 100 MB in size."
+)
 _PER_PAGE_DEFAULT, _PER_PAGE_MAX = 30, 100
 
 
@@ -188,6 +194,8 @@ def get_contents(api: Api, repo: Repo, token: Token, req: Request, args: list[st
     ref = req.query.get("ref") or repo.default_branch
     files = repo.commits[_commit_for(repo, req.query.get("ref"))].files
     if path in files:
+        if len(files[path]) > MAX_JSON_CONTENT:
+            raise ApiError(403, TOO_LARGE, errors=[{"resource": "Blob", "field": "data", "code": "too_large"}])
         return Response(200, _file(api, repo, path, files[path], ref))
     prefix = path + "/" if path else ""
     names = sorted({p[len(prefix):].split("/", 1)[0] for p in files if p.startswith(prefix)})

@@ -45,29 +45,21 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from lockstep.config import Config
-from lockstep.errors import ForgeError, UsageError
+from lockstep.errors import ForgeError
 from lockstep.forges.github.forge import GitHubForge, check_branch, parse_repo, parse_tracker
 from lockstep.forges.github.http import Reply
 from lockstep.records import PromotionRecord
 
 ATTEMPTS = 4
 _EMPTY_REPO = "This repository is empty."  # GitHub's 404 for a repository without commits
-DEFAULT_BRANCH = "lockstep/records"
 
 
 def records_repo(config: Config) -> tuple[str, str]:
-    """``[gate] records_repo``, else the tracker's repository; UsageError when neither is set."""
-    gate = config.gate
-    if gate.records_repo:
-        return parse_repo(gate.records_repo, "gate.records_repo")
-    if config.bypass.tracker:
-        owner, repo, _ = parse_tracker(config.bypass.tracker)
-        return owner, repo
-    raise UsageError(
-        'gate.records_repo: not set, and there is no bypass.tracker to keep the records beside: '
-        'name the repository (OWNER/REPO) whose branch keeps the promotion records, '
-        'or set records_store = "deployments" or records = false'
-    )
+    """``[gate] records_repo``, else the tracker's repository (the config refuses neither being set)."""
+    if config.gate.records_repo:
+        return parse_repo(config.gate.records_repo, "gate.records_repo")
+    owner, repo, _ = parse_tracker(config.bypass.tracker or "")
+    return owner, repo
 
 
 def _branch_gone(reply: Reply) -> bool:
@@ -107,7 +99,7 @@ class GitHubBranchRecordStore:
 
     def _fail(self, doing: str, reply: Reply) -> ForgeError:
         detail = reply.describe() + (f" ({reply.gave_up})" if reply.gave_up else "")
-        if reply.status in (401, 403, 404):
+        if reply.status in (401, 404) or reply.header("x-accepted-github-permissions"):  # not "too large"
             detail += f" (the token from ${self._forge.read_token.source} needs Contents: write there)"
         return ForgeError(f"{self.owner}/{self.repo}: cannot {doing} {self.path} on {self.branch}: {detail}")
 
