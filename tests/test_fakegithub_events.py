@@ -70,3 +70,12 @@ def test_contents_deployments_comments_and_dispatches_send_their_events(w: ApiWo
                         ("repository_dispatch", None)]
     assert names(w, "o/tracker") == [("issue_comment", None)]
     assert [e.request for e in w.gh.events()] == sorted(e.request for e in w.gh.events())
+
+
+def test_each_event_points_at_the_request_that_sent_it(w: ApiWorld) -> None:
+    assert w.client.get(f"{BASE}/branches/main").status_code == 200
+    for _ in range(2):  # two identical writes: each event names its own request
+        assert w.client.post(f"{BASE}/dispatches", json={"event_type": "x"}).status_code == 204
+    requests = w.gh.requests
+    assert [e.request for e in w.gh.events()] == [1, 2]
+    assert all(requests[e.request].path == f"{BASE}/dispatches" for e in w.gh.events())

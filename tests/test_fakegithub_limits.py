@@ -8,6 +8,7 @@ concurrency is bounded.  A model in the test checks the rolling window against r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.support.apiworld import BASE, REPO, ApiWorld, api_world, error
 from tests.support.fakegithub import Fault
-from tests.support.fakegithub.limits import endpoint
+from tests.support.fakegithub.limits import endpoint, is_mutation
 
 SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 
@@ -78,6 +79,29 @@ def test_points_count_per_endpoint(w: ApiWorld) -> None:
     assert error(dispatch(w.client), 403) == SECONDARY
 
 
+def graphql(client: httpx.Client, query: str) -> httpx.Response:
+    return client.post("/graphql", json={"query": query})
+
+
+def test_a_graphql_query_is_a_read_and_a_mutation_is_a_write(w: ApiWorld) -> None:
+    w.gh.limits.writes_per_minute = 1
+    assert dispatch(w.client).status_code == 204  # the minute's one write
+    lookalike = '{ repository(owner: "o", name: "mutation") { id } }'  # the word, not the operation
+    for query in ("{ viewer { login } }", lookalike):
+        answer = graphql(w.client, query)
+        assert answer.status_code != 403 or SECONDARY not in answer.text
+    mutation = 'mutation { addComment(input: {subjectId: "x", body: "y"}) { clientMutationId } }'
+    assert error(graphql(w.client, mutation), 403) == SECONDARY
+
+
+def test_is_mutation_reads_the_operation_type() -> None:
+    assert is_mutation(b'{"query": "  mutation M { a }"}')
+    assert not is_mutation(b'{"query": "query Q { mutation }"}')
+    assert not is_mutation(b'{"query": "query Q { a } mutation M { b }", "operationName": "Q"}')
+    assert is_mutation(b'{"query": "query Q { a } mutation M { b }", "operationName": "M"}')
+    assert not is_mutation(b"not json") and not is_mutation(b'{"query": "mutation {"}')
+
+
 def test_endpoints_are_templates() -> None:
     assert endpoint("PATCH", "/repos/o/r/git/refs/heads/prod") == "PATCH /repos/{owner}/{repo}/git/refs/{ref}"
     assert endpoint("GET", "/repos/a/b/branches/x/y") == "GET /repos/{owner}/{repo}/branches/{name}"
@@ -97,8 +121,10 @@ def test_concurrency_is_bounded(w: ApiWorld) -> None:
     threads = [threading.Thread(target=slow) for _ in range(2)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 5
     while w.gh.limits.in_flight < 2:
-        pass
+        assert time.monotonic() < deadline, "the two slow requests never were in flight together"
+        time.sleep(0.005)
     refused = w.client.get(f"{BASE}/branches/prod")
     for t in threads:
         t.join()

@@ -8,10 +8,11 @@ exactly where GitHub says it will:
 * at most :attr:`concurrent` requests in flight at once (100);
 * at most :attr:`points_per_minute` points per endpoint in any 60 s (900; GET, HEAD and
   OPTIONS cost 1, writes 5), and :attr:`graphql_points_per_minute` for ``POST /graphql``
-  (2,000; a query 1, a mutation 5);
+  (2,000; a query 1, a mutation 5, told apart by parsing the operation);
 * at most :attr:`writes_per_minute` content-creating requests in any 60 s (80) and
   :attr:`writes_per_hour` in any hour (500).  GitHub does not list which endpoints create
-  content, so every POST, PATCH, PUT and DELETE counts, as ``docs/github-api.md`` says to assume.
+  content, so every REST POST, PATCH, PUT and DELETE counts, as ``docs/github-api.md`` says to
+  assume, and every GraphQL mutation; a GraphQL query is a read though it is sent as a POST.
 
 Windows are kept per credential (GitHub applies secondary limits per user or App); a refused
 request counts against nothing and is not applied.  The answer is GitHub's: 403 with "You have
@@ -22,12 +23,15 @@ limit to make a focused case cheap.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MESSAGE = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
@@ -49,10 +53,29 @@ def endpoint(method: str, path: str) -> str:
     return f"{method} {path}"
 
 
-def _points(method: str, path: str, body: bytes) -> int:
+def is_mutation(body: bytes) -> bool:
+    """Whether a ``POST /graphql`` body runs a mutation (its operation's type, not a word in it)."""
+    try:
+        request = json.loads(body)
+        document = parse(request["query"])
+    except (ValueError, TypeError, KeyError, GraphQLError):
+        return False  # GitHub answers it with an error; it costs what a query costs
+    name = request.get("operationName")
+    return any(
+        isinstance(d, OperationDefinitionNode)
+        and d.operation is OperationType.MUTATION
+        and (name is None or (d.name is not None and d.name.value == name))
+        for d in document.definitions
+    )
+
+
+def _cost(method: str, path: str, body: bytes) -> tuple[int, bool]:
+    """(points, whether it creates content): a GraphQL query is a read, though it is a POST."""
     if path == "/graphql":
-        return 5 if body.lstrip()[:200].find(b"mutation") >= 0 else 1
-    return 1 if method in ("GET", "HEAD", "OPTIONS") else 5
+        mutation = is_mutation(body)
+        return (5 if mutation else 1), mutation
+    write = method in WRITE_METHODS
+    return (5 if write else 1), write
 
 
 @dataclass
@@ -113,11 +136,10 @@ class SecondaryLimits:
         if self.in_flight >= self.concurrent:
             self.refused += 1
             return 1
-        now, points = self.now(), _points(method, path, body)
+        now, (points, write) = self.now(), _cost(method, path, body)
         per_endpoint = self._points.setdefault((who, endpoint(method, path)), _Window(60.0))
         limit = self.graphql_points_per_minute if path == "/graphql" else self.points_per_minute
         waits = [per_endpoint.wait(now, points, limit)]
-        write = method in WRITE_METHODS
         if write:
             minute = self._writes_minute.setdefault(who, _Window(60.0))
             hour = self._writes_hour.setdefault(who, _Window(3600.0))

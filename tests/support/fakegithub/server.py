@@ -53,7 +53,8 @@ class RecordedRequest:
 
     ``headers`` keeps the Authorization value so tests can scan for token leaks;
     ``status`` is None when no answer was sent (dropped); ``fault`` names the
-    injected fault kind, if any; ``connection`` identifies the TCP connection.
+    injected fault kind, if any; ``connection`` identifies the TCP connection;
+    ``seq`` is its index in the log (what an :class:`Event` points at).
     """
 
     method: str
@@ -66,6 +67,7 @@ class RecordedRequest:
     at: float
     fault: str | None = None
     connection: int = 0
+    seq: int = -1
 
 
 @dataclass
@@ -569,6 +571,7 @@ class FakeGitHub(Served):
             connection=connection,
         )
         with self._lock:
+            record.seq = len(self._requests)
             self._requests.append(record)
             credential = headers.get("authorization", "").partition(" ")[2].strip()
             retry_after = self.limits.admit(method, path, body, credential or "anonymous")
@@ -622,7 +625,6 @@ class FakeGitHub(Served):
         credential = headers.get("authorization", "").partition(" ")[2].strip()
         token = self._world.tokens.get(credential)
         sender = token.login if token is not None else "anonymous"
-        index = self._requests.index(record)
 
         def default_branch(full: str) -> str | None:
             repo = self._world.repos.get(full.lower())
@@ -631,7 +633,7 @@ class FakeGitHub(Served):
         match = re.fullmatch(r"/repos/([^/]+/[^/]+)/.*", record.path)
         branch = default_branch(match.group(1)) if match else None
         for repo, name, ref in events_for(record.method, record.path, record.json, branch):
-            self._events.append(Event(repo, name, ref, sender, index))
+            self._events.append(Event(repo, name, ref, sender, record.seq))
 
     def events(self, repo: str | None = None) -> list[Event]:
         """Webhook events the applied writes would have sent (in ``repo`` only, when given), in order."""
