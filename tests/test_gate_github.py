@@ -113,8 +113,9 @@ def test_diverged_target_is_refused_right_after_resolve_and_nothing_moves(ghw: G
     assert [(s["name"], s["status"]) for s in res.report["steps"]] == [
         ("resolve", "passed"), ("fast-forward", "failed")]
     assert all(s.health_hits == 0 for s in ghw.staging.values())
-    compares = ghw.matching("GET", rf"/repos/{repo}/compare/.*")
-    assert compares and compares[0].path.endswith(f"/compare/{hotfix}...{ghw.mains['metadata']}")
+    # decided by the compare in resolve's one heads query: no REST compare, no second query
+    assert ghw.matching("GET", rf"/repos/{repo}/compare/.*") == []
+    assert len(ghw.matching("POST", "/graphql")) == 1
 
 
 # ---- resolve --------------------------------------------------------------------------
@@ -157,6 +158,8 @@ def test_missing_source_is_an_error_naming_repo_and_branch(ghw: GitHubWorld) -> 
 def test_target_lookup_failure_fails_fast_and_never_seeds(ghw: GitHubWorld, fault: Fault, status: int) -> None:
     ghw.config()
     path = f"/repos/{REPOS['metadata']}/branches/prod"
+    # GraphQL down, so every service is read over REST, where metadata's target fails
+    ghw.gh.inject(Fault.status(502, headers={"Retry-After": "0"}), method="POST", path="/graphql", times=None)
     ghw.gh.inject(fault, method="GET", path=path, times=None)
     res = ghw.run("run")
     assert res.code == 1, res.err
@@ -187,12 +190,12 @@ def test_renamed_target_redirect_is_an_error_not_a_seed(ghw: GitHubWorld) -> Non
 
 def test_transient_503_on_a_lookup_is_retried_and_promoted(ghw: GitHubWorld) -> None:
     ghw.config()
-    path = f"/repos/{REPOS['metadata']}/branches/prod"
-    ghw.gh.inject(Fault.status(503), method="GET", path=path, times=1)
+    ghw.gh.inject(Fault.status(503), method="POST", path="/graphql", times=1)
     res = ghw.run("run")
     assert res.code == 0, res.err
     assert ghw.prods_now() == ghw.mains
-    assert [r.status for r in ghw.matching("GET", path)][:2] == [503, 200]
+    assert [r.status for r in ghw.matching("POST", "/graphql")][:2] == [503, 200]
+    assert ghw.matching("GET", r"/repos/.*/branches/.*") == []  # a retried query, no REST fallback
     assert "HTTP 503" in res.err and "waiting" in res.err
     assert ghw.ref_posts() == []
 
@@ -290,10 +293,13 @@ def test_unclear_push_is_classified_by_re_reading_the_ref(ghw: GitHubWorld, faul
     sent = ghw.patches("backend")
     assert len(sent) == patches
     assert all(p.json == {"sha": ghw.mains["backend"], "force": False} for p in sent)
-    # The unclear PATCH is followed by a re-read of the target before anything else is sent.
+    # The unclear PATCH is followed by a re-read of the target (backend's alone) before anything else.
     first = ghw.gh.requests.index(sent[0])
     after = ghw.gh.requests[first + 1]
-    assert (after.method, after.path) == ("GET", "/repos/acme/backend/branches/prod")
+    assert (after.method, after.path) == ("POST", "/graphql")
+    assert isinstance(after.json, dict)
+    assert after.json["variables"] == {"o0": "acme", "n0": "backend", "s0": "refs/heads/main",
+                                       "t0": "refs/heads/prod"}
     assert res.report is not None
     backend = ghw.service(res.report, "backend")
     assert (backend["outcome"], backend["did_push"]) == ("advanced", True)
@@ -305,8 +311,11 @@ def test_unclear_push_that_cannot_be_re_read_is_unknown_never_advanced(ghw: GitH
     ghw.config()
     path = f"/repos/{REPOS['metadata']}/branches/prod"
     ghw.gh.inject(Fault.drop_before(), method="PATCH", path=r"/repos/acme/metadata/.*", times=None)
-    # Read 1 (resolve) answers (the pre-push check is a compare); from the post-PATCH re-read on, 503.
-    ghw.gh.inject(Fault.status(503, headers={"Retry-After": "0"}), method="GET", path=path, nth=2, times=None)
+    # Queries 1 (resolve) and 2 (preflight) answer; from the post-PATCH re-read on, GraphQL and its
+    # REST fallback both answer 503.
+    unavailable = Fault.status(503, headers={"Retry-After": "0"})
+    ghw.gh.inject(unavailable, method="POST", path="/graphql", nth=3, times=None)
+    ghw.gh.inject(unavailable, method="GET", path=path, times=None)
     res = ghw.run("run", env=ghw.actions_env("push"))
     assert res.code == 3, res.err
     assert ghw.prod("backend") == ghw.mains["backend"]
@@ -532,6 +541,8 @@ def test_tokens_never_appear_in_any_output_or_request_body(ghw: GitHubWorld) -> 
 
     # 1. a 401 on a read whose message echoes the read token
     ghw.gh.inject(Fault.status(401, f"Bad credentials: {ghw.read_token}"), method="GET", times=None)
+    ghw.gh.inject(Fault.status(401, f"Bad credentials: {ghw.read_token}"), method="POST", path="/graphql",
+                  times=None)
     run(1, ghw.actions_env("push"))
     # 2. a real 403: the backend push token lost its write permission
     ghw.gh.add_token(ghw.push_tokens["backend"], read=[backend])

@@ -131,21 +131,39 @@ def forge_error(w: World, fn: Callable[[GitHubForge], Awaitable[object]]) -> For
     return info.value
 
 
+def graphql_spent(w: World) -> None:
+    """GraphQL's own budget spent (HTTP 200, a RATE_LIMIT error, no data): the forge reads over REST,
+    the path the tests that call this pin, with REST's statuses, retries and messages."""
+    w.gh.graphql.remaining = 0
+
+
 # ---- read_heads -------------------------------------------------------------------
 
 
-def test_read_heads_reads_both_with_read_token_and_github_headers(w: World) -> None:
+def test_read_heads_is_one_graphql_query_with_the_read_token_and_github_headers(w: World) -> None:
     assert w.run(lambda f: f.read_heads(SVC)) == Heads(source=w.c2, target=w.c1)
-    reads = w.gh.requests
-    assert sorted(r.path for r in reads) == ["/repos/o/r/branches/main", "/repos/o/r/branches/prod"]
-    for r in reads:
+    (query,) = w.gh.requests
+    assert (query.method, query.path, query.status) == ("POST", "/graphql", 200)
+    assert isinstance(query.json, dict) and query.json["variables"] == {
+        "o0": "o", "n0": "r", "s0": "refs/heads/main", "t0": "refs/heads/prod"}
+    for r in (query,):
         assert r.headers["authorization"] == f"Bearer {READ}"
         assert r.headers["accept"] == "application/vnd.github+json"
         assert r.headers["x-github-api-version"] == "2022-11-28"
         assert r.headers["user-agent"] == f"lockstep/{__version__}"
 
 
+def test_a_graphql_query_is_retried_like_a_read_and_then_answers(w: World, logs: io.StringIO) -> None:
+    w.gh.inject(Fault.status(503), method="POST", path="/graphql")
+    w.gh.inject(Fault.rate_limit("secondary", status=403, retry_after=1), method="POST", path="/graphql")
+    assert w.run(lambda f: f.read_heads(SVC)) == Heads(source=w.c2, target=w.c1)
+    assert [r.status for r in w.gh.requests] == [503, 403, 200]  # no REST read: the query answered
+    assert len(w.sleeps.waits) == 2 and w.sleeps.waits[1] == 1.0
+    assert "GraphQL heads of o/r: HTTP 503" in logs.getvalue()
+
+
 def test_read_heads_is_one_round_trip_of_wall_time(w: World) -> None:
+    graphql_spent(w)
     for branch in ("main", "prod"):
         w.gh.inject(Fault.delay(0.5), method="GET", path=BRANCH + branch)
 
@@ -178,6 +196,7 @@ def test_missing_source_is_an_error(w: World) -> None:
 
 
 def test_503_then_200_is_retried(w: World, logs: io.StringIO) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.status(503), method="GET", path=BRANCH + "prod")
     assert w.run(lambda f: f.read_target(SVC)) == w.c1
     assert w.count("GET", BRANCH + "prod") == 2
@@ -187,6 +206,7 @@ def test_503_then_200_is_retried(w: World, logs: io.StringIO) -> None:
 
 
 def test_503_forever_gives_up_after_the_bounded_tries(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.status(503, "Service Unavailable"), method="GET", path=BRANCH + "prod", times=None)
     err = forge_error(w, lambda f: f.read_heads(SVC))
     assert "o/r: cannot read target branch 'prod': HTTP 503: Service Unavailable" in str(err)
@@ -197,6 +217,7 @@ def test_503_forever_gives_up_after_the_bounded_tries(w: World) -> None:
 
 
 def test_retry_budget_stops_early_and_says_so(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.status(502), method="GET", path=BRANCH + "main", times=None)
     policy = RetryPolicy(tries=10, budget=0.5, max_wait=10.0, base_delay=0.2, jitter=0.0)
     with pytest.raises(ForgeError, match=r"would exceed the 0.5s retry budget") as info:
@@ -206,6 +227,7 @@ def test_retry_budget_stops_early_and_says_so(w: World) -> None:
 
 
 def test_401_is_an_error_without_retry(w: World) -> None:
+    graphql_spent(w)
     env = w.env(GITHUB_TOKEN="ghp_unknown_token_1234567890")
     with pytest.raises(ForgeError) as info:
         w.run(lambda f: f.read_heads(SVC), env=env)
@@ -216,6 +238,7 @@ def test_401_is_an_error_without_retry(w: World) -> None:
 
 
 def test_403_without_rate_limit_is_not_retried(w: World) -> None:
+    graphql_spent(w)
     msg = "Resource not accessible by personal access token"
     w.gh.inject(Fault.status(403, msg, headers={"x-ratelimit-remaining": "4999"}), path=BRANCH + "prod")
     err = forge_error(w, lambda f: f.read_heads(SVC))
@@ -233,20 +256,22 @@ def test_301_names_the_redirect_target_and_is_not_followed(w: World) -> None:
 
 
 def test_timeout_is_retried(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.delay(1.5), method="GET", path=BRANCH + "prod")
     assert w.run(lambda f: f.read_target(SVC)) == w.c1
     assert w.count("GET", BRANCH + "prod") == 2
 
 
-def test_connection_error_names_repo_branch_and_cause(w: World) -> None:
+def test_connection_error_names_repo_branches_and_cause(w: World) -> None:
     env = w.env(GITHUB_API_URL="http://127.0.0.1:9")  # discard port: connection refused
     with pytest.raises(ForgeError) as info:
         w.run(lambda f: f.read_target(SVC), env=env)
-    assert "o/r: cannot read target branch 'prod': no response (ConnectError" in str(info.value)
+    assert "o/r: cannot read 'main' and 'prod': no response (ConnectError" in str(info.value)
     assert info.value.status is None and info.value.transient
 
 
 def test_secondary_rate_limit_honours_retry_after(w: World, logs: io.StringIO) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.rate_limit("secondary", status=403, retry_after=1), path=BRANCH + "prod")
     assert w.run(lambda f: f.read_target(SVC)) == w.c1
     assert w.sleeps.waits == [1.0]
@@ -254,18 +279,21 @@ def test_secondary_rate_limit_honours_retry_after(w: World, logs: io.StringIO) -
 
 
 def test_primary_rate_limit_waits_for_reset(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.rate_limit("primary", status=429, reset_in=1), path=BRANCH + "prod")
     assert w.run(lambda f: f.read_target(SVC)) == w.c1
     assert len(w.sleeps.waits) == 1 and 0.5 <= w.sleeps.waits[0] <= 2.5
 
 
 def test_secondary_rate_limit_without_retry_after_waits_the_configured_minimum(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.rate_limit("secondary", status=429), path=BRANCH + "prod")
     assert w.run(lambda f: f.read_target(SVC)) == w.c1
     assert len(w.sleeps.waits) == 1 and w.sleeps.waits[0] >= FAST.secondary_wait
 
 
 def test_rate_limit_wait_beyond_the_cap_gives_up_at_once(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.rate_limit("secondary", retry_after=600), path=BRANCH + "prod")
     err = forge_error(w, lambda f: f.read_target(SVC))
     assert "HTTP 403" in str(err) and "secondary rate limit" in str(err)
@@ -395,7 +423,15 @@ def test_check_target_reads_the_target_and_fast_forward_in_one_request(w: World)
     found = w.run(lambda f: f.check_target(SVC, w.c2))
     assert found.current == w.c1 and found.fast_forward is True
     (req,) = w.gh.requests
-    assert req.path == f"/repos/o/r/compare/prod...{w.c2}"
+    assert req.path == "/graphql"  # the query's compare (prod...main, main at c2) answers both
+
+
+def test_check_target_over_rest_is_one_compare(w: World) -> None:
+    graphql_spent(w)
+    found = w.run(lambda f: f.check_target(SVC, w.c2))
+    assert found.current == w.c1 and found.fast_forward is True
+    rest = [r.path for r in w.gh.requests if r.path != "/graphql"]
+    assert rest == [f"/repos/o/r/compare/prod...{w.c2}"]
 
 
 def test_check_target_sees_a_moved_or_diverged_target(w: World) -> None:
@@ -411,6 +447,7 @@ def test_check_target_of_a_missing_target_allows_the_seed(w: World) -> None:
 
 
 def test_check_target_failure_names_repo_branch_and_status(w: World) -> None:
+    graphql_spent(w)
     w.gh.inject(Fault.status(401), method="GET", path=r"/repos/o/r/compare/.*", times=None)
     with pytest.raises(ForgeError, match=r"o/r: cannot re-read 'prod' before pushing: HTTP 401"):
         w.run(lambda f: f.check_target(SVC, w.c2))
@@ -418,7 +455,8 @@ def test_check_target_failure_names_repo_branch_and_status(w: World) -> None:
 
 def test_advance_unreadable_after_unclear_result_is_unknown(w: World) -> None:
     w.gh.inject(Fault.status(500), method="PATCH", path=REF_PROD)
-    w.gh.inject(Fault.status(503), method="GET", path=BRANCH + "prod", nth=1, times=None)
+    w.gh.inject(Fault.status(503), method="POST", path="/graphql", times=None)  # and its REST fallback:
+    w.gh.inject(Fault.status(503), method="GET", path=BRANCH + "prod", times=None)
     result = w.run(lambda f: f.advance(SVC, w.c1, w.c2))
     assert result.status == PushStatus.UNKNOWN and "cannot re-read" in result.detail
     assert len(patches(w)) == 1
@@ -633,8 +671,10 @@ def test_api_url_path_prefix_and_trailing_slash_are_kept() -> None:
             await forge.aclose()
 
     assert asyncio.run(main()) == "a" * 40
-    assert str(seen[0].url) == "https://ghe.example/api/v3/repos/o/r/branches/rel/v1%2Bx"
-    assert seen[0].extensions["timeout"]["read"] == 0.5
+    # GHES serves GraphQL beside /api/v3; an answer without data sends the read to REST
+    assert [str(r.url) for r in seen] == [
+        "https://ghe.example/api/graphql", "https://ghe.example/api/v3/repos/o/r/branches/rel/v1%2Bx"]
+    assert all(r.extensions["timeout"]["read"] == 0.5 for r in seen)
 
 
 def forge_service(config: Config) -> ServiceConfig:
@@ -644,6 +684,7 @@ def forge_service(config: Config) -> ServiceConfig:
 def test_tokens_never_leak(w: World, logs: io.StringIO) -> None:
     """Plant tokens, make GitHub echo them in error messages, scan everything people see."""
     echo = f"token {READ} / {PUSH} rejected"
+    w.gh.inject(Fault.status(500, echo), method="POST", path="/graphql", times=None)
     w.gh.inject(Fault.status(500, echo), method="GET", path=BRANCH + "main", times=None)
     w.gh.inject(Fault.status(503, echo), method="PATCH", path=REF_PROD, times=None)
     w.gh.inject(Fault.status(422, echo), method="POST", path=r"/repos/o/r/git/refs")

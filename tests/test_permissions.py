@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fakegithub.limits import is_mutation
 from tests.support.githubworld import REPOS, TRACKER, TRACKER_REPO, GitHubWorld, build_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,10 +65,14 @@ def derive_needs(world: GitHubWorld) -> Needs:
         auth = request.headers.get("authorization", "")
         role = roles.get(auth.partition(" ")[2])
         assert role is not None, f"{request.method} {request.path} sent without a known token"
-        permission = permission_of(request.path)
+        if request.path == "/graphql":  # lockstep sends only queries of refs: Contents, read
+            assert not is_mutation(request.body), "a GraphQL mutation: classify what it needs"
+            permission, access = "Contents", "read"
+        else:
+            permission = permission_of(request.path)
+            access = "read" if request.method in ("GET", "HEAD") else "read and write"
         if permission == "Metadata":
             continue
-        access = "read" if request.method in ("GET", "HEAD") else "read and write"
         if needs[role].get(permission) != "read and write":
             needs[role][permission] = access
     return needs

@@ -439,9 +439,12 @@ def _gen_setup_error(rng: random.Random, forge: str, checks: list[CheckPlan]) ->
 
 _ENDPOINTS = (
     # label, method, path template, weight, how many such requests a run typically makes
-    ("source-read", "GET", r"/repos/o/s{k}/branches/main", 10, 1),
-    ("target-read", "GET", r"/repos/o/s{k}/branches/prod", 18, 3),
-    ("compare", "GET", r"/repos/o/s{k}/compare/.+", 10, 1),
+    # every service's heads are one GraphQL query per phase (resolve, preflight, re-reads, verify);
+    # REST reads are the fallback when it fails, so they are hit only after a fault on it
+    ("heads-query", "POST", r"/graphql", 24, 3),
+    ("source-read", "GET", r"/repos/o/s{k}/branches/main", 5, 1),
+    ("target-read", "GET", r"/repos/o/s{k}/branches/prod", 9, 3),
+    ("compare", "GET", r"/repos/o/s{k}/compare/.+", 5, 1),
     ("patch-target", "PATCH", r"/repos/o/s{k}/git/refs/heads/prod", 22, 2),
     ("create-ref", "POST", r"/repos/o/s{k}/git/refs", 8, 2),
     ("any-request", None, None, 14, 12),

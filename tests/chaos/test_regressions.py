@@ -26,6 +26,7 @@ from lockstep.model import Sha
 from lockstep.probes import verify_versions
 from tests.chaos.harness import KNOWN_BUGS
 from tests.support.fakegithub import Fault
+from tests.support.fakegithub.graphql import repositories_read
 from tests.support.githubworld import REPOS, GitHubWorld
 from tests.support.githubworld import build_world as build_github_world
 from tests.support.gitworld import GitWorld
@@ -180,9 +181,11 @@ def test_unreadable_target_is_not_shown_missing(gh_world: GitHubWorld) -> None:
     world = gh_world
     world.config()
     world.gh.protect(REPOS["backend"], "prod")  # the first push is refused: the run verifies every target
-    # metadata's prod is read once to resolve; every later read (the verify re-read) is refused.
+    # Heads are read to resolve and before pushing; every later read (the verify re-read) is refused,
+    # the heads query and its REST fallback alike.
+    world.gh.inject(Fault.status(401, "Bad credentials"), method="POST", path="/graphql", nth=3, times=None)
     world.gh.inject(Fault.status(401, "Bad credentials"), method="GET",
-                    path=rf"/repos/{REPOS['metadata']}/branches/prod", nth=2, times=None)
+                    path=rf"/repos/{REPOS['metadata']}/branches/prod", times=None)
     res = world.run("run")
     assert world.prod("metadata") == world.prods["metadata"]
     cells = _row(res.out, "metadata")
@@ -193,15 +196,18 @@ def test_unreadable_target_is_not_shown_missing(gh_world: GitHubWorld) -> None:
 # 5. Another writer moves an up-to-date target during the run.
 
 
-def _move_after_read(world: GitHubWorld, name: str, sha: str, nth: int = 1, what: str = "branches/prod") -> None:
-    """Move ``name``'s prod to ``sha`` right after lockstep's nth ``GET .../{what}`` has been answered."""
+def _move_after_read(world: GitHubWorld, name: str, sha: str, nth: int = 1) -> None:
+    """Move ``name``'s prod to ``sha`` right after lockstep's nth read of it has been answered: a heads
+    query naming its repository, or a REST branch read or compare (the fallback)."""
     gh, original = world.gh, world.gh._dispatch
-    path = re.compile(rf"/repos/{REPOS[name]}/{what}")
+    rest = re.compile(rf"/repos/{REPOS[name]}/(branches/prod|compare/.+)")
     seen: list[bool] = []
 
     def dispatch(method: str, target: str, headers: Any, body: bytes, connection: int) -> Any:
         reply = original(method, target, headers, body, connection)
-        if method == "GET" and path.fullmatch(target.split("?", 1)[0]):
+        path = target.split("?", 1)[0]
+        queried = method == "POST" and path == "/graphql" and REPOS[name] in repositories_read(body)
+        if queried or (method == "GET" and rest.fullmatch(path)):
             seen.append(True)
             if len(seen) == nth:
                 gh.set_branch(REPOS[name], "prod", sha)
@@ -312,9 +318,10 @@ def test_blocked_rollback_keeps_the_verified_positions(gh_world: GitHubWorld) ->
     world.config(checks='\n[recovery]\nallow_rollback = true\non_split = "rollback"\n')
     repo = REPOS["metadata"]
     hotfix = world.gh.commit(repo, parents=(world.mains["metadata"],), message="hotfix pushed by hand")
-    # After the pre-push check of every target (metadata's second compare: the first is the fast-forward
-    # check right after resolve): backend is pushed, then metadata's push meets another writer.
-    _move_after_read(world, "metadata", hotfix, nth=2, what="compare/.+")
+    # After the pre-push check of every target (the second heads query: the first is resolve's, whose
+    # compare also answered the fast-forward check): backend is pushed, then metadata's push meets
+    # another writer.
+    _move_after_read(world, "metadata", hotfix, nth=2)
     res = world.run("run")
     assert world.prod("backend") == world.mains["backend"] and world.prod("metadata") == hotfix
     assert res.report is not None and res.report["rollback"] is not None, res.err

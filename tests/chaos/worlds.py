@@ -25,6 +25,7 @@ from tests.chaos.scenario import (
     Scenario,
     ServicePlan,
 )
+from tests.support.fakegithub.graphql import repositories_read
 from tests.support.gitworld import install_hook, read_ref, write_ref
 from tests.support.staging import Staging
 
@@ -109,6 +110,7 @@ def version_setup(plan: ServicePlan, src: str, other: str) -> tuple[dict[str, An
             kw["version_body"] = gzip.compress(b'{"sha": "' + b"0" * 20_000_000 + b'"}', 9)
             kw["version_headers"] = {"Content-Encoding": "gzip"}
     return kw, field_name
+
 
 
 @dataclass
@@ -262,9 +264,11 @@ class GitHubWorld:
                 return reply  # lockstep must have seen the target before another writer moves it
             if time.monotonic() - began >= REQUEST_TIMEOUT * 0.9:
                 return reply  # answered after lockstep gave up waiting: lockstep never saw it
+            queried = repositories_read(body) if method == "POST" and path == "/graphql" else set()
             for k, plan in enumerate(self.sc.services):
                 reads = (f"/repos/{OWNER}/s{k}/branches/prod", f"/repos/{OWNER}/s{k}/compare/prod...")
-                if self.outsider[k] is None or method != "GET" or not path.startswith(reads):
+                rest_read = method == "GET" and path.startswith(reads)
+                if self.outsider[k] is None or not (rest_read or self.repo(k) in queried):
                     continue
                 with guard:
                     counts[k] += 1
@@ -292,6 +296,7 @@ class GitHubWorld:
             patch, post = f"/repos/{OWNER}/s{k}/git/refs/heads/prod", f"/repos/{OWNER}/s{k}/git/refs"
             learned = any(
                 (r.method == "GET" and r.path == read and r.status == 200)
+                or (r.path == "/graphql" and r.status == 200 and self.repo(k) in repositories_read(r.body))
                 or (r.method == "PATCH" and r.path == patch and r.status == 200)
                 or (r.method == "POST" and r.path == post and r.status == 201
                     and isinstance(r.json, dict) and r.json.get("ref") == "refs/heads/prod")

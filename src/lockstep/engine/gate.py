@@ -352,6 +352,8 @@ class Gate:
             heads = self._heads[service.name]
             found = await self.forge.check_target(service, heads.source)
             if found.current != heads.target:
+                # the report states where the target is now, as this read found it
+                self._svc(self._require_report(), service).final_target_sha = found.current
                 now = found.current.short if found.current else "(missing)"
                 was = heads.target.short if heads.target else "(missing)"
                 return (

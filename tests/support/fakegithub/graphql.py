@@ -626,7 +626,21 @@ def _fields_of(
 
 
 def _call(record: Recorded) -> GraphQLCall:
-    payload = record.json if isinstance(record.json, dict) else {}
+    return parse_call(record.json, record.status)
+
+
+def repositories_read(body: bytes) -> set[str]:
+    """``owner/name`` of every repository a ``POST /graphql`` body reads (for hooks on the raw request)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return set()
+    return set(parse_call(payload, None).repositories)
+
+
+def parse_call(payload: object, status: int | None) -> GraphQLCall:
+    """A request body's GraphQL call, parsed (a body that is no JSON object gives an empty call)."""
+    payload = payload if isinstance(payload, dict) else {}
     query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
     document: DocumentNode | None = None
     if isinstance(query, str):
@@ -639,7 +653,7 @@ def _call(record: Recorded) -> GraphQLCall:
         variables=variables if isinstance(variables, dict) else {},
         operation_name=name if isinstance(name, str) else None,
         document=document,
-        status=record.status,
+        status=status,
     )
 
 
@@ -706,4 +720,5 @@ class GraphQLControls:
         return [_call(r) for r in self._requests() if r.method == "POST" and r.path == "/graphql"]
 
 
-__all__ = ["COST", "SCHEMA", "SDL", "GraphQLCall", "GraphQLControls", "graphql_endpoint"]
+__all__ = ["COST", "SCHEMA", "SDL", "GraphQLCall", "GraphQLControls", "graphql_endpoint", "parse_call",
+           "repositories_read"]

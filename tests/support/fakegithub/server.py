@@ -32,7 +32,7 @@ from tests.support.fakegithub.events import Event, events_for
 from tests.support.fakegithub.faults import Fault, Injection
 from tests.support.fakegithub.graphql import GraphQLControls  # also registers POST /graphql
 from tests.support.fakegithub.limits import MESSAGE as SECONDARY_MESSAGE
-from tests.support.fakegithub.limits import SecondaryLimits
+from tests.support.fakegithub.limits import SecondaryLimits, is_mutation
 from tests.support.fakegithub.state import Issue, Repo, Token
 from tests.support.fakegithub.statuses import (  # also registers the endpoints
     CHECK_CONCLUSIONS,
@@ -506,8 +506,10 @@ class FakeGitHub(Served):
             return list(self._requests)
 
     def writes(self) -> list[RecordedRequest]:
-        """Recorded POST/PATCH/PUT/DELETE requests."""
-        return [r for r in self.requests if r.method in _WRITE_METHODS]
+        """Recorded requests that write: REST POST/PATCH/PUT/DELETE and GraphQL mutations (a
+        GraphQL query is a POST that reads)."""
+        return [r for r in self.requests if r.method in _WRITE_METHODS
+                and (r.path != "/graphql" or is_mutation(r.body))]
 
     def clear_requests(self) -> None:
         """Forget recorded requests and the events they sent (e.g. after setup through the API)."""

@@ -36,6 +36,7 @@ import httpx
 from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, UsageError
+from lockstep.forges.github.heads import HeadsBatch, Observed
 from lockstep.forges.github.http import (
     GitHubHttp,
     Reply,
@@ -150,6 +151,10 @@ class GitHubForge:
         self.read_token = read_token
         self._push_tokens = dict(push_tokens)
         self._repos = dict(repos)
+        self._batch = HeadsBatch(http, read_token, self._repo)
+        # (repo, ancestor, descendant) -> whether it is one: a fact about two fixed commits never
+        # changes, so what a heads query's compare said answers later questions without a request
+        self._ancestry: dict[tuple[str, Sha, Sha], bool] = {}
 
     @classmethod
     def from_env(
@@ -199,6 +204,7 @@ class GitHubForge:
         return f"GitHubForge({self.http.api_url!r}, repos={sorted(self._repos.values())!r})"
 
     async def aclose(self) -> None:
+        await self._batch.aclose()
         await self.http.aclose()
 
     # -- reads ----------------------------------------------------------------------
@@ -259,7 +265,34 @@ class GitHubForge:
         branch = service.source if role == "source" else service.target
         return await self.read_branch(self._repo(service), branch, f"{role} branch")
 
+    async def _observe(self, service: ServiceConfig) -> Observed | None:
+        """This service's heads from the phase's one GraphQL query, its compare remembered."""
+        seen = await self._batch.observe(service)
+        if seen is not None and seen.source is not None and seen.target is not None and seen.status:
+            key = service.repo.lower()
+            forward = seen.status in ("AHEAD", "IDENTICAL")  # the target is an ancestor of the source
+            backward = seen.status in ("BEHIND", "IDENTICAL")
+            self._ancestry[(key, seen.target, seen.source)] = forward
+            self._ancestry[(key, seen.source, seen.target)] = backward
+        return seen
+
     async def read_heads(self, service: ServiceConfig) -> Heads:
+        """Both heads from the phase's GraphQL query; a ref it does not find is read over REST, where
+        a target 404 is a seed and a source 404 (or a 301 for either: renamed) an error."""
+        seen = await self._observe(service)
+        if seen is None:
+            return await self._rest_heads(service)
+        if seen.source is None:  # REST says why: missing, or renamed
+            source = await self._read(service, "source")
+            if source is None:
+                raise ForgeError(
+                    f"{service.repo}: source branch '{service.source}' not found (HTTP 404)", status=404
+                )
+            return Heads(source=source, target=seen.target)  # GraphQL saw no such source a moment ago
+        target = seen.target if seen.target is not None else await self._read(service, "target")
+        return Heads(source=seen.source, target=target)
+
+    async def _rest_heads(self, service: ServiceConfig) -> Heads:
         """Source and target concurrently; a target 404 is a seed, a source 404 an error."""
         source, target = await asyncio.gather(
             self._read(service, "source"), self._read(service, "target"), return_exceptions=True
@@ -275,6 +308,9 @@ class GitHubForge:
         return Heads(source=source, target=target)
 
     async def read_target(self, service: ServiceConfig) -> Sha | None:
+        seen = await self._observe(service)
+        if seen is not None and seen.target is not None:
+            return seen.target
         return await self._read(service, "target")
 
     async def _compare(self, service: ServiceConfig, base: str, head: Sha, doing: str) -> Reply:
@@ -289,7 +325,13 @@ class GitHubForge:
         )
 
     async def is_ancestor(self, service: ServiceConfig, ancestor: Sha, descendant: Sha) -> bool:
-        """``compare/{ancestor}...{descendant}``: ancestor iff the status is ahead or identical."""
+        """Known from a heads query's compare, else ``compare/{ancestor}...{descendant}``: ancestor iff
+        the status is ahead or identical."""
+        if ancestor == descendant:
+            return True
+        known = self._ancestry.get((service.repo.lower(), ancestor, descendant))
+        if known is not None:
+            return known
         label = f"{ancestor.short}...{descendant.short}"
         reply = await self._compare(service, quote(ancestor), descendant, f"comparing {label}")
         if reply.status == 200:
@@ -311,6 +353,18 @@ class GitHubForge:
         )
 
     async def check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
+        """The target from the phase's GraphQL query, and whether ``new`` fast-forwards it (known from
+        that query's compare or an earlier one; else asked). Without a GraphQL answer: REST's
+        ``compare/{target branch}...{new}``, one request for both."""
+        seen = await self._observe(service)
+        if seen is None:
+            return await self._rest_check_target(service, new)
+        current = seen.target if seen.target is not None else await self._read(service, "target")
+        if current is None:
+            return TargetCheck(None, True)
+        return TargetCheck(current, await self.is_ancestor(service, current, new))
+
+    async def _rest_check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
         """``compare/{target branch}...{new}``: the target's current sha (``base_commit``) and whether
         ``new`` fast-forwards it, in one request. A 404 (target missing, or no common history) is
         settled with the exact branch read."""

@@ -228,12 +228,13 @@ class GitHubHttp:
         json_body: Mapping[str, object] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Reply:
-        """One attempt, never retried; transport failures become a :class:`Reply`."""
+        """One attempt, never retried; transport failures become a :class:`Reply`.
+
+        ``path`` is under the REST root, or a whole URL this class made (:attr:`graphql_url`)."""
         headers = {"Authorization": f"Bearer {token.reveal()}"}
+        url = path if path.startswith(("http://", "https://")) else self.api_url + path
         try:
-            response = await self._client.request(
-                method, self.api_url + path, headers=headers, json=json_body, params=params
-            )
+            response = await self._client.request(method, url, headers=headers, json=json_body, params=params)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             detail = str(exc).strip()
             text = type(exc).__name__ + (f": {detail}" if detail else "")
@@ -282,6 +283,13 @@ class GitHubHttp:
         delay *= 1 + policy.jitter * self._rng.random()
         return min(delay, policy.max_wait)
 
+    @property
+    def graphql_url(self) -> str:
+        """``/graphql`` beside the REST root: GitHub Enterprise Server serves REST under ``/api/v3``
+        and GraphQL at ``/api/graphql`` (github.com: ``https://api.github.com/graphql``)."""
+        root = self.api_url.removesuffix("/v3") if self.api_url.endswith("/api/v3") else self.api_url
+        return root + "/graphql"
+
     async def get(
         self,
         path: str,
@@ -295,12 +303,28 @@ class GitHubHttp:
         The caller turns a non-success reply into an error; ``reply.gave_up``
         then says why no further attempt was made.
         """
+        return await self._read("GET", path, token=token, what=what, params=params)
+
+    async def graphql(self, body: Mapping[str, object], *, token: Secret, what: str) -> Reply:
+        """A GraphQL query: a POST, but a read, so it retries as :meth:`get` does (never a mutation)."""
+        return await self._read("POST", self.graphql_url, token=token, what=what, json_body=body)
+
+    async def _read(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: Secret,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, object] | None = None,
+    ) -> Reply:
         policy = self.retry
         start = self._clock()
         attempt, waited = 0, 0.0
         while True:
             attempt += 1
-            reply = await self.send("GET", path, token=token, params=params)
+            reply = await self.send(method, path, token=token, params=params, json_body=json_body)
             reply.attempts = attempt
             reason = self._retry_reason(reply)
             if reason is None:
