@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -60,6 +61,12 @@ def records_repo(config: Config) -> tuple[str, str]:
         return parse_repo(config.gate.records_repo, "gate.records_repo")
     owner, repo, _ = parse_tracker(config.bypass.tracker or "")
     return owner, repo
+
+
+def _blob_sha(text: str) -> str:
+    """The id git (and so the Contents API's ``sha``) gives a file holding ``text``."""
+    data = text.encode()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def _branch_gone(reply: Reply) -> bool:
@@ -205,6 +212,8 @@ class GitHubBranchRecordStore:
         )
         self._known = None
         if ref.status == 201:
+            # the file's blob id is git's hash of its bytes: the next write's compare-and-swap needs no read
+            self._known = _Current(_blob_sha(text), record, branch_exists=True)
             return True
         if ref.status == 422 or ref.response is None:
             return False  # created meanwhile (or the answer was lost): read again

@@ -117,7 +117,8 @@ class HeadsBatch:
         self._token = token
         self._repo = repo
         self._waiting: dict[str, tuple[ServiceConfig, list[asyncio.Future[Observed | None]]]] = {}
-        self._flush: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None  # the next query, not yet sent
+        self._tasks: set[asyncio.Task[None]] = set()  # every query task not yet done
         self.queries = 0  # GraphQL requests sent (for tests and benchmarks)
 
     async def observe(self, service: ServiceConfig) -> Observed | None:
@@ -125,12 +126,23 @@ class HeadsBatch:
         future: asyncio.Future[Observed | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(service.name, (service, []))[1].append(future)
         if self._flush is None:
-            self._flush = asyncio.create_task(self._send())
+            self._flush = task = asyncio.create_task(self._send())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def aclose(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
+        """Stop every query (sent or not) and answer every read still waiting with a ForgeError."""
+        waiting, self._waiting, self._flush = list(self._waiting.values()), {}, None
+        for service, futures in waiting:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(ForgeError(f"{service.repo}: the forge was closed before "
+                                                    "this read was answered"))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(self) -> None:
         await asyncio.sleep(0)  # every task of the caller's gather has asked by now
@@ -144,7 +156,11 @@ class HeadsBatch:
         except BaseException as exc:
             for _, futures in chunk:
                 for future in futures:
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()  # the forge is closing: the reader is told, never left waiting
+                    else:
                         future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
