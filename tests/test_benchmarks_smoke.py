@@ -26,7 +26,8 @@ EXPECTED = {
         "CPU ratio",
     ],
     "Split window": ["lockstep ms", "ls RT / extra service", "baseline ms", "ratio"],
-    "Requests": ["ls GET", "ls writes", "ls total", "≤ 3N+3", "ls no-op", "≤ 2N", "bl total", "total ratio"],
+    "Requests": ["ls reads", "ls writes", "writes ≤ N+2", "ls total", "≤ N+4", "ls no-op", "≤ 2", "bl total",
+                 "total ratio"],
     "Where lockstep's wall time goes": [
         "start-up",
         "resolve",

@@ -9,6 +9,7 @@ in milliseconds with the same semantics the git and GitHub forges are tested for
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lockstep.config import ServiceConfig
@@ -90,6 +91,9 @@ class MemoryForge:
         repo.branches[service.target] = new
         self.writes.append((service.repo, old, new))
         return PushResult(PushStatus.LANDED)
+
+    async def reserve_writes(self, pushes: Sequence[ServiceConfig], others: int) -> None:
+        """No write limits to plan for."""
 
     async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
         return self._write(service, old, new, forward=True)

@@ -339,6 +339,9 @@ class Gate:
         """Right before the first write, re-read every target that will move (all at once): it must
         still be where resolve found it, and its source must fast-forward it.  A rollback instead
         checks that each rewind goes back along the target's own history."""
+        moving = [s for s in self.config.services if self._heads[s.name].source != self._heads[s.name].target]
+        # a wait for the forge's write limits comes now, never between two pushes: 2 records
+        await self.forge.reserve_writes(moving, 2 if self.records.store is not None else 0)
         if self.repair is not None and self.repair.rewinds:
             problems = await rewind_problems(self.forge, self.config.services, self._heads)
             if problems:

@@ -46,6 +46,13 @@ class Forge(Protocol):
         read a moment ago and go out back to back."""
         ...
 
+    async def reserve_writes(self, pushes: Sequence[ServiceConfig], others: int) -> None:
+        """Called before the pre-push re-read: wait until the pushes (and ``others`` writes with the
+        read credential: the records) fit in the forge's write limits, so no limit is met between two
+        pushes; warn when they cannot fit at all (GitHub: about 80 writes a minute). A forge without
+        limits returns at once; ForgeError when the wait would be too long (nothing was pushed)."""
+        ...
+
     async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
         """Move the target from ``old`` to ``new``: fast-forward only, compare-and-swap on ``old``.
 

@@ -217,6 +217,9 @@ class GitForge:
             self._ancestry[key] = res.code == 0
         return self._ancestry[key]
 
+    async def reserve_writes(self, pushes: Sequence[ServiceConfig], others: int) -> None:
+        """No write limits to plan for."""
+
     async def check_target(self, service: ServiceConfig, new: Sha) -> TargetCheck:
         current = await self.read_target(service)
         if current is None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
@@ -36,6 +36,7 @@ import httpx
 from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, UsageError
+from lockstep.forges.github.budget import MINUTE_WAIT
 from lockstep.forges.github.heads import HeadsBatch, Observed
 from lockstep.forges.github.http import (
     GitHubHttp,
@@ -393,6 +394,29 @@ class GitHubForge:
         )
 
     # -- writes ---------------------------------------------------------------------
+
+    async def reserve_writes(self, pushes: Sequence[ServiceConfig], others: int) -> None:
+        """Wait now, before the pre-push re-read, when the run's writes would pass GitHub's write
+        limits mid-push (see :mod:`lockstep.forges.github.budget`)."""
+        needs = [(self._push_tokens[s.name], 1) for s in pushes] + [(self.read_token, others)]
+        plan = self.http.budget.plan(needs)
+        if not plan.fits:
+            log.warn(
+                f"{plan.why}: GitHub will refuse some pushes for up to a minute and prod stays split "
+                "while lockstep waits (docs/github-api.md, 'At scale'); give the services tokens of "
+                "their own, or split the gate"
+            )
+        if plan.wait <= 0:
+            return
+        longest = max(self.http.retry.max_wait, MINUTE_WAIT)  # a minute's window is always waited out
+        if plan.wait > longest:
+            raise ForgeError(
+                f"{plan.why}; the wait for room ({plan.wait:.0f}s) is longer than lockstep waits "
+                f"({longest:g}s): nothing was pushed, run again later"
+            )
+        log.warn(f"waiting {plan.wait:.0f}s before the pre-push re-read: {plan.why}, and a wait "
+                 "between two pushes would split prod")
+        await self.http.sleep(plan.wait)
 
     async def advance(self, service: ServiceConfig, old: Sha, new: Sha) -> PushResult:
         """Fast-forward the target from ``old`` to ``new`` with ``PATCH git/refs`` (``force: false``).

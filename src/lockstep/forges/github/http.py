@@ -36,6 +36,7 @@ import httpx
 
 from lockstep import __version__, log, redact
 from lockstep.errors import UsageError
+from lockstep.forges.github.budget import WriteBudget
 from lockstep.redact import clean_text
 
 __all__ = [
@@ -202,6 +203,7 @@ class GitHubHttp:
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
         self._clock = clock
         self._wall = wall
+        self.budget = WriteBudget(clock)  # every write sent, for planning the next ones
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             timeout=httpx.Timeout(timeout),
@@ -233,6 +235,8 @@ class GitHubHttp:
         ``path`` is under the REST root, or a whole URL this class made (:attr:`graphql_url`)."""
         headers = {"Authorization": f"Bearer {token.reveal()}"}
         url = path if path.startswith(("http://", "https://")) else self.api_url + path
+        if method != "GET" and url != self.graphql_url:  # a GraphQL query is a read
+            self.budget.note(token)
         try:
             response = await self._client.request(method, url, headers=headers, json=json_body, params=params)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
