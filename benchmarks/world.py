@@ -30,6 +30,11 @@ from lockstep.loopback import Served
 
 READ_TOKEN = "ghp_benchREAD" + "r" * 28
 PUSH_TOKEN = "github_pat_benchPUSH" + "p" * 30
+
+
+def push_token(i: int) -> str:
+    """Service i's own push token (GitHub's write limits count per token: see docs/github-api.md)."""
+    return f"{PUSH_TOKEN[:-6]}{i:06d}"
 OWNER = "bench"
 RECORDS_REPO = f"{OWNER}/ops"
 TARGET = "prod"
@@ -192,7 +197,8 @@ class BenchWorld(Served):
         self.gh.add_repo(RECORDS_REPO)  # where the promotion records live (a branch of its own)
         self.gh.set_branch(RECORDS_REPO, "main", self.gh.commit(RECORDS_REPO))
         self.gh.add_token(READ_TOKEN, read=repos, write=[RECORDS_REPO])
-        self.gh.add_token(PUSH_TOKEN, read=repos, write=repos)
+        for i, repo in enumerate(repos):  # one token per service, as the setup guide asks
+            self.gh.add_token(push_token(i), read=[repo], write=[repo])
         self.write_config()
         self.set_latency(self.latency)
         self.reset()
@@ -226,7 +232,7 @@ class BenchWorld(Served):
                 f'repo = "{OWNER}/{name}"',
                 'source = "main"',
                 f'target = "{TARGET}"',
-                'token_env = "BENCH_PUSH_TOKEN"',
+                f'token_env = "BENCH_PUSH_TOKEN_{i}"',
                 f'health_url = "${{BENCH_STAGING}}/{name}/health"',
                 f'version_url = "${{BENCH_STAGING}}/{name}/version"',
                 "",
@@ -239,7 +245,7 @@ class BenchWorld(Served):
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
         return keep | {
             "GITHUB_TOKEN": READ_TOKEN,
-            "BENCH_PUSH_TOKEN": PUSH_TOKEN,
+            **{f"BENCH_PUSH_TOKEN_{i}": push_token(i) for i in range(self.n)},
             "GITHUB_API_URL": self.gh.url,
             "BENCH_STAGING": self.staging.url,
             "XDG_STATE_HOME": str(self.dir / "state"),

@@ -54,7 +54,7 @@ from lockstep.demo import git
 from tests.support import npm
 from tests.support.apiworld import TLS
 from tests.support.fakegithub import FakeGitHub, Fault
-from tests.support.fakegithub.graphql import SCHEMA, SDL, TIMEOUT_MESSAGE
+from tests.support.fakegithub.graphql import BLOB_TEXT_LIMIT, SCHEMA, SDL, TIMEOUT_MESSAGE
 from tests.support.fakegithub.state import Repo
 
 SCHEMA_PACKAGE = "@octokit/graphql-schema"
@@ -100,7 +100,21 @@ fragment Heads on Repository {
 }
 """
 BUDGET = "{ rateLimit { cost limit nodeCount remaining resetAt used } }"
-EXAMPLES = {"phase": (PHASE, {"o0": "acme", "n0": "web"}), "fragments": (FRAGMENTS, {}), "budget": (BUDGET, {})}
+# a file on a branch (lockstep's promotion records), and a commit by expression
+FILES = """
+query($e: String) {
+  r: repository(owner: "acme", name: "web") {
+    f: object(expression: $e) {
+      __typename oid
+      ... on Blob { abbreviatedOid byteSize commitResourcePath commitUrl id isBinary isTruncated text }
+    }
+    c: object(expression: "main") { __typename ... on Commit { oid } }
+    none: object(expression: "main:nope.json") { oid }
+  }
+}
+"""
+EXAMPLES = {"phase": (PHASE, {"o0": "acme", "n0": "web"}), "fragments": (FRAGMENTS, {}), "budget": (BUDGET, {}),
+            "files": (FILES, {"e": "records:g.json"})}
 
 
 # ---- GitHub's schema -------------------------------------------------------------------
@@ -319,10 +333,16 @@ def _build(gh: FakeGitHub, repo: str, shape: str) -> tuple[str, str]:
 SHAPES = {"acme/web": "ahead", "acme/api": "identical", "acme/db": "behind", "acme/ops": "diverged"}
 
 
+RECORD = b'{"gate": "g", "phase": "started"}\n'
+
+
 @pytest.fixture
 def svc() -> Iterator[Services]:
     with FakeGitHub() as gh:
         heads = {repo: _build(gh, repo, shape) for repo, shape in SHAPES.items()}
+        records = gh.commit("acme/web", parents=(), message="records")
+        gh.set_branch("acme/web", "records", records)
+        gh.put_file("acme/web", "records", "g.json", RECORD)
         gh.add_token("tok", read=list(SHAPES))
         gh.add_token("tok-web", read=["acme/web"])
         with httpx.Client(base_url=gh.url, headers={"Authorization": "bearer tok"}, verify=TLS) as client:
@@ -667,11 +687,16 @@ def _by_response_key(source: Any, info: GraphQLResolveInfo[Any], **args: Any) ->
 
 
 def _the_fakes_only_type(value: Any, info: GraphQLResolveInfo[Any], abstract_type: GraphQLAbstractType) -> str:
-    """The one object type the fake can answer for an interface (a GitObject is a Commit)."""
+    """The object type of the fake's answer for an interface: its ``__typename`` when asked, else
+    the fake's type whose fields hold every key of the answer (a Commit first: only the fields a
+    Blob has and a Commit has not tell a Blob)."""
+    if isinstance(value, dict) and isinstance(value.get("__typename"), str):
+        return str(value["__typename"])
     abstract = SCHEMA.get_type(abstract_type.name)
     assert abstract is not None and is_abstract_type(abstract)
-    (only,) = SCHEMA.get_possible_types(abstract)
-    return only.name
+    keys = set(value) if isinstance(value, dict) else set()
+    types = sorted(SCHEMA.get_possible_types(abstract), key=lambda t: t.name != "Commit")
+    return next(t.name for t in types if keys <= set(t.fields))
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -684,3 +709,26 @@ def test_the_answers_fit_githubs_schema(svc: Services, github: GraphQLSchema, na
                           field_resolver=_by_response_key, type_resolver=_the_fakes_only_type)
     assert result.errors is None
     assert result.data == data
+
+
+def test_object_reads_a_file_on_a_branch_as_its_blob(svc: Services) -> None:
+    data = svc.data(FILES, {"e": "records:g.json"})["r"]
+    rest = svc.client.get("/repos/acme/web/contents/g.json", params={"ref": "records"}).json()
+    assert data["f"]["__typename"] == "Blob" and data["f"]["oid"] == rest["sha"]  # the Contents API's sha
+    assert (data["f"]["text"], data["f"]["byteSize"], data["f"]["isTruncated"]) == (RECORD.decode(), len(RECORD),
+                                                                                      False)
+    assert data["c"] == {"__typename": "Commit", "oid": svc.heads["acme/web"][0]}
+    assert data["none"] is None  # a missing file (or branch) is null without an error
+    assert svc.data(FILES, {"e": "gone:g.json"})["r"]["f"] is None
+
+
+def test_a_binary_blob_has_no_text_and_a_large_one_is_truncated(svc: Services) -> None:
+    svc.gh.put_file("acme/web", "records", "bin", b"\x00\x01")
+    svc.gh.put_file("acme/web", "records", "big.json", b"x" * (BLOB_TEXT_LIMIT + 10))
+    query = ('query($a: String, $b: String) { r: repository(owner: "acme", name: "web") {'
+             " a: object(expression: $a) { ... on Blob { isBinary text } }"
+             " b: object(expression: $b) { ... on Blob { isTruncated byteSize text } } } }")
+    data = svc.data(query, {"a": "records:bin", "b": "records:big.json"})["r"]
+    assert data["a"] == {"isBinary": True, "text": None}
+    assert data["b"]["isTruncated"] and data["b"]["byteSize"] == BLOB_TEXT_LIMIT + 10
+    assert len(data["b"]["text"]) == BLOB_TEXT_LIMIT

@@ -273,10 +273,14 @@ def test_second_run_waits_for_the_lock_then_resolves_fresh(world: GitWorld, tmp_
     import sys
 
     script = tmp_path / "slow.py"
-    script.write_text("import time; time.sleep(1.5)\n")
+    started = tmp_path / "check-started"
+    script.write_text(f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(1.5)\n")
     world.config(checks=f'[[checks]]\nname = "slow"\nrun = ["{sys.executable}", "{script}"]\n')
     first = world.start("run")
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not started.exists():  # the first run is inside the lock (its check runs): not a guess
+        assert time.monotonic() < deadline and first.poll() is None, "the first run never reached its check"
+        time.sleep(0.02)
     second = world.run("run")
     _out, err = first.communicate(timeout=30)
     assert first.returncode == 0, err

@@ -72,8 +72,10 @@ def test_promotes_both_with_each_services_push_token_and_reads_with_github_token
     writes = ghw.ref_writes()
     assert [w.method for w in writes] == ["PATCH", "PATCH"]
     assert [w.path for w in writes] == [f"/repos/{r}/git/refs/heads/prod" for r in REPOS.values()]
-    reads = [r for r in ghw.gh.requests if r.method == "GET"]
+    reads = [r for r in ghw.gh.requests if r.method == "GET" or r.path == "/graphql"]
     assert reads and {r.headers["authorization"] for r in reads} == {bearer(ghw.read_token)}
+    # heads in one query for resolve and one for the pre-push re-read, the records in the second
+    assert [r.path for r in reads] == ["/graphql", "/graphql"]
     assert not any(isinstance(r.json, dict) and r.json.get("force") is True for r in ghw.gh.requests)
     assert all(s.health_hits >= 1 for s in ghw.staging.values())
     assert res.report is not None and res.report["result"] == "promoted"
@@ -113,9 +115,11 @@ def test_diverged_target_is_refused_right_after_resolve_and_nothing_moves(ghw: G
     assert [(s["name"], s["status"]) for s in res.report["steps"]] == [
         ("resolve", "passed"), ("fast-forward", "failed")]
     assert all(s.health_hits == 0 for s in ghw.staging.values())
-    # decided by the compare in resolve's one heads query: no REST compare, no second query
+    # decided by the compare in resolve's one heads query: no REST compare; the second query is the
+    # blocked run's read of the records (a split it started from would still be there)
     assert ghw.matching("GET", rf"/repos/{repo}/compare/.*") == []
-    assert len(ghw.matching("POST", "/graphql")) == 1
+    _, records = ghw.matching("POST", "/graphql")
+    assert isinstance(records.json, dict) and set(records.json["variables"]) == {"fo0", "fn0", "fb0", "fe0"}
 
 
 # ---- resolve --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from lockstep.forges.github.http import RetryPolicy
 from lockstep.model import Outcome, Sha
 from lockstep.records import PromotionRecord, RecordService, latest_run
 from tests.support.fakegithub import FakeGitHub, Fault
+from tests.support.fakegithub.graphql import BLOB_TEXT_LIMIT, repositories_read
 
 T = TypeVar("T")
 
@@ -154,7 +155,9 @@ def test_later_records_are_one_put_each_whatever_n_with_the_blob_sha(w: World) -
 def test_no_request_touches_a_service_repository(w: World) -> None:
     w.write(w.record("run1"), w.record("run1", "finished", "promoted"))
     w.read()
-    assert all(r.path.startswith(f"/repos/{OPS}/") for r in w.gh.requests), [r.path for r in w.gh.requests]
+    assert all(r.path.startswith(f"/repos/{OPS}/") or r.path == "/graphql" for r in w.gh.requests)
+    queried = {repo for r in w.gh.requests if r.path == "/graphql" for repo in repositories_read(r.body)}
+    assert queried == {OPS}
     for repo in SERVICES.values():
         assert w.gh.deployments(repo) == []
 
@@ -165,7 +168,26 @@ def test_a_read_is_one_request_and_no_records_is_an_empty_history(w: World) -> N
     w.write(w.record("run1"))
     w.gh.clear_requests()
     assert len(w.read()) == 1
-    assert [(r.method, r.path) for r in w.gh.requests] == [("GET", f"/repos/{OPS}/contents/{FILE}")]
+    assert [(r.method, r.path) for r in w.gh.requests] == [("POST", "/graphql")]  # joins a heads query
+
+
+def test_over_rest_a_read_is_one_get(w: World) -> None:
+    w.write(w.record("run1"))
+    w.gh.graphql.remaining = 0  # GraphQL's budget spent: the file is read over REST
+    w.gh.clear_requests()
+    assert [r.run_id for r in w.read()] == ["run1"]
+    assert [(r.method, r.path) for r in w.gh.requests] == [("POST", "/graphql"), ("GET", f"/repos/{OPS}/contents/{FILE}")]
+
+
+def test_a_file_graphql_cuts_short_is_read_over_rest(w: World) -> None:
+    record = w.record("run1")
+    text = json.dumps(record.to_json()) + " " * (BLOB_TEXT_LIMIT + 1)  # still one record, but long
+    assert w.gh.branch(OPS, BRANCH) is None
+    w.write(w.record("run0"))  # creates the branch
+    _put(w, text.encode(), _blob_sha(w.gh.file(OPS, BRANCH, FILE) or b""))
+    w.gh.clear_requests()
+    assert [r.run_id for r in w.read()] == ["run1"]
+    assert [r.path for r in w.gh.requests] == ["/graphql", f"/repos/{OPS}/contents/{FILE}"]
 
 
 def test_a_file_moved_by_another_writer_is_read_again_not_overwritten_blind(w: World) -> None:

@@ -189,7 +189,8 @@ class Gate:
                 if s.action not in (None, Action.NOOP):
                     s.outcome = Outcome.CANCELLED
             await self._verify(report)
-        if report.result == Result.BLOCKED:
+        if report.result == Result.BLOCKED:  # a split the run started from is still there: say so
+            self.records.start_reading(report)
             await self.records.known(2.0 if self.cancellation.requested else None)
         split = self.records.split
         if split is not None and report.result == Result.BLOCKED:
@@ -223,11 +224,9 @@ class Gate:
             report.messages.append("nothing to promote: every target already equals its source")
             return
 
-        self.records.start_reading(report)
         try:
             if options.skip_gate:  # nothing slow comes before the preflight, which checks the same
-                await self.records.known()
-                await self._step(report, "preflight", self._preflight)
+                await self._preflight_and_records(report)
                 await self._step(report, "audit", lambda: self._audit(report, options))
             else:
                 await self._step(report, "fast-forward", self._fast_forward)
@@ -240,8 +239,7 @@ class Gate:
                 for check in cfg.checks:
                     work = partial(self._check, check, report, sources)
                     await self._step(report, f"check {check.name}", work)
-                await self.records.known()
-                await self._step(report, "preflight", self._preflight)
+                await self._preflight_and_records(report)
         except (Blocked, ForgeError, AuditError) as exc:
             report.result = Result.BLOCKED
             report.messages.append(str(exc))
@@ -334,6 +332,13 @@ class Gate:
             check, report.steps[-1], self.config, sources,
             env=self.env, secret_vars=self._secret_vars, external_check=self._external_check,
         )
+
+    async def _preflight_and_records(self, report: Report) -> None:
+        """The records are read beside the pre-push re-read (on GitHub, in its one query), and
+        known before anything is written."""
+        self.records.start_reading(report)
+        await self._step(report, "preflight", self._preflight)
+        await self.records.known()
 
     async def _preflight(self) -> None:
         """Right before the first write, re-read every target that will move (all at once): it must

@@ -36,10 +36,10 @@ class RunRecords:
     _reading: asyncio.Future[None] | None = None
 
     def start_reading(self, report: Report) -> None:
-        """Read the records behind the gate steps (they are needed only before the first push and
-        at the end), so a re-run's split is known at no cost in wall time.  A reconcile was
-        handed its record instead."""
-        if self.store is not None and self.repair is None:
+        """Start reading the records (once; they are needed only before the first push and at the
+        end).  The gate starts it beside the pre-push re-read, whose request it shares on GitHub,
+        or, for a run that stopped before, at the end.  A reconcile was handed its record instead."""
+        if self.store is not None and self.repair is None and self._reading is None:
             self._reading = asyncio.ensure_future(self._read_start_state(self.store, report))
 
     async def known(self, limit: float | None = None) -> None:

@@ -12,9 +12,10 @@ only be stricter where the subset stops.  The subset::
     Query       rateLimit: RateLimit
                 repository(owner: String!, name: String!, followRenames: Boolean = true): Repository
     Repository  id databaseId name nameWithOwner defaultBranchRef ref(qualifiedName: String!): Ref
+                object(expression: String, oid: GitObjectID): GitObject
     Ref         id name prefix repository target: GitObject compare(headRef: String!): Comparison
-    GitObject   (interface) id oid abbreviatedOid repository; Commit (the only kind the fake
-                holds) adds message committedDate
+    GitObject   (interface) id oid abbreviatedOid repository; Commit adds message committedDate;
+                Blob adds byteSize commitResourcePath commitUrl isBinary isTruncated text
     Comparison  id status: ComparisonStatus (AHEAD BEHIND DIVERGED IDENTICAL) aheadBy behindBy
                 baseTarget headTarget
     RateLimit   cost limit nodeCount remaining resetAt used
@@ -77,7 +78,7 @@ from graphql import (
 )
 
 from tests.support.fakegithub.api import Api, Request, Response, World, node_id, top_level_route
-from tests.support.fakegithub.state import Comparison, Repo, Token, iso
+from tests.support.fakegithub.state import Comparison, Repo, Token, blob_sha, iso
 
 COST = 1  # points per call: GitHub's minimum, and what its formula gives a query without connections
 DOCS_URL = "https://docs.github.com/graphql"
@@ -129,6 +130,15 @@ type Repository implements Node {
   """The repository's name with owner."""
   nameWithOwner: String!
 
+  """A Git object in the repository"""
+  object(
+    """A Git revision expression suitable for rev-parse"""
+    expression: String
+
+    """The Git object ID"""
+    oid: GitObjectID
+  ): GitObject
+
   """Fetch a given ref from the repository"""
   ref(
     """
@@ -165,6 +175,42 @@ type Ref implements Node {
 
 """A Git object ID."""
 scalar GitObjectID
+
+"""An RFC 3986, RFC 3987, and RFC 6570 (level 4) compliant URI string."""
+scalar URI
+
+"""Represents a Git blob."""
+type Blob implements GitObject & Node {
+  """An abbreviated version of the Git object ID"""
+  abbreviatedOid: String!
+
+  """Byte size of Blob object"""
+  byteSize: Int!
+
+  """The HTTP path for this Git object"""
+  commitResourcePath: URI!
+
+  """The HTTP URL for this Git object"""
+  commitUrl: URI!
+
+  """The Node ID of the Blob object"""
+  id: ID!
+
+  """Indicates whether the Blob is binary or text. Returns null if unable to determine the encoding."""
+  isBinary: Boolean
+
+  """Indicates whether the contents is truncated"""
+  isTruncated: Boolean!
+
+  """The Git object ID"""
+  oid: GitObjectID!
+
+  """The Repository the Git object belongs to"""
+  repository: Repository!
+
+  """UTF8 text data or null if the Blob is binary"""
+  text: String
+}
 
 """An ISO-8601 encoded UTC date string."""
 scalar DateTime
@@ -264,6 +310,7 @@ type RateLimit {
 '''
 
 SCHEMA = build_schema(SDL)
+BLOB_TEXT_LIMIT = 512 * 1024  # unconfirmed: where GitHub truncates Blob.text (docs/github-api.md)
 Info = GraphQLResolveInfo[None]  # the resolvers get no context value: their source object carries the state
 
 
@@ -303,6 +350,24 @@ class _Repository:
     def defaultBranchRef(self) -> _Ref | None:
         qualified = f"refs/heads/{self.repo.default_branch}"
         return _Ref(self.repo, qualified) if qualified in self.repo.refs else None
+
+    def object(self, info: Info, expression: str | None = None, oid: str | None = None) -> Any:
+        """``rev:path`` is that file's blob, ``rev`` (or ``oid``) a commit; anything not found is null
+        without an error (the fake holds commits and files only: no trees, no tags)."""
+        if oid is not None:
+            if oid in self.repo.commits:
+                return _Commit(self.repo, oid)
+            return _Blob(self.repo, self.repo.blobs[oid]) if oid in self.repo.blobs else None
+        if expression is None:
+            return None
+        rev, colon, path = expression.partition(":")
+        commit = self.repo.resolve(rev)
+        if commit is None:
+            return None
+        if not colon:
+            return _Commit(self.repo, commit)
+        data = self.repo.commits[commit].files.get(path)
+        return None if data is None else _Blob(self.repo, data)
 
     def ref(self, info: Info, qualifiedName: str) -> _Ref | None:
         """A missing ref is null without an error, as on GitHub."""
@@ -369,6 +434,67 @@ class _Commit:
     @property
     def committedDate(self) -> str:
         return self.repo.commits[self.oid].date
+
+    @property
+    def repository(self) -> _Repository:
+        return _Repository(self.repo)
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """A file's content.  GitHub truncates ``text`` past a size it does not document; the fake past
+    :data:`BLOB_TEXT_LIMIT` bytes, so a client must look at ``isTruncated``."""
+
+    typename: ClassVar[str] = "Blob"
+    repo: Repo
+    data: bytes
+
+    @property
+    def oid(self) -> str:
+        return blob_sha(self.data)
+
+    @property
+    def id(self) -> str:
+        return node_id("B", self.oid)
+
+    @property
+    def abbreviatedOid(self) -> str:
+        return self.oid[:7]
+
+    @property
+    def byteSize(self) -> int:
+        return len(self.data)
+
+    @property
+    def commitResourcePath(self) -> str:
+        return f"/{self.repo.full_name}/commit/{self.oid}"
+
+    @property
+    def commitUrl(self) -> str:
+        return f"https://github.com/{self.repo.full_name}/commit/{self.oid}"
+
+    def _text(self) -> str | None:
+        if b"\0" in self.data:
+            return None
+        try:
+            return self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    @property
+    def isBinary(self) -> bool:
+        return self._text() is None
+
+    @property
+    def isTruncated(self) -> bool:
+        return self._text() is not None and len(self.data) > BLOB_TEXT_LIMIT
+
+    @property
+    def text(self) -> str | None:
+        text = self._text()
+        if text is None:
+            return None
+        return self.data[:BLOB_TEXT_LIMIT].decode("utf-8", "ignore") if self.isTruncated else text
 
     @property
     def repository(self) -> _Repository:
@@ -456,7 +582,7 @@ def split_ref(qualified: str) -> tuple[str, str]:
 
 
 def _type_of(value: Any, info: Info, abstract_type: GraphQLAbstractType) -> str:
-    """Which object type an interface value is (a GitObject is always a Commit in the fake)."""
+    """Which object type an interface value is (a Commit or a Blob in the fake)."""
     return str(value.typename)
 
 

@@ -259,6 +259,16 @@ class FakeGitHub(Served):
             sha = state.resolve(ref)
             return None if sha is None else state.commits[sha].files.get(path)
 
+    def put_file(self, repo: str, branch: str, path: str, data: bytes) -> str:
+        """Commit ``data`` at ``path`` on top of ``branch`` (which must exist); the new commit's sha.
+        A test helper, not a request: no event, no limit."""
+        with self._lock:
+            state = self._repo(repo)
+            head = state.refs[f"refs/heads/{branch}"]
+            sha = state.add_commit((head,), f"put {path}", files=state.commits[head].files | {path: data})
+            state.refs[f"refs/heads/{branch}"] = sha
+            return sha
+
     def set_branch(self, repo: str, branch: str, sha: str) -> None:
         """Create or move a branch to a known commit, bypassing every rule."""
         with self._lock:

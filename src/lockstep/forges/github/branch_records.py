@@ -30,6 +30,11 @@ Writes
     ``Contents: write`` on the records repository.
 
 Reads
+    In the GraphQL query the heads of the same phase go in (``forges/github/heads.py``:
+    ``object(expression: "<branch>:<gate>.json") { ... on Blob { oid text } }`` and the branch's
+    ref), so reading the records costs no request of its own: the gate reads them beside the
+    pre-push re-read.  Over REST when GraphQL cannot answer (the text cut or binary, the
+    repository not found, the query failing):
     ``GET /repos/{o}/{r}/contents/<gate>.json?ref=<branch>``: 200 with the record; 404
     ``No commit found for the ref ...`` when the branch does not exist yet and 404
     ``Not Found`` when the file does not (both: no records yet).  Any other answer is a
@@ -48,6 +53,7 @@ from urllib.parse import quote
 from lockstep.config import Config
 from lockstep.errors import ForgeError
 from lockstep.forges.github.forge import GitHubForge, check_branch, parse_repo, parse_tracker
+from lockstep.forges.github.heads import FileRead
 from lockstep.forges.github.http import Reply
 from lockstep.records import PromotionRecord
 
@@ -67,6 +73,14 @@ def _blob_sha(text: str) -> str:
     """The id git (and so the Contents API's ``sha``) gives a file holding ``text``."""
     data = text.encode()
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _parsed(text: str) -> PromotionRecord | None:
+    """The record in the file; None for anything else (replaced by the next write, never trusted)."""
+    try:
+        return PromotionRecord.from_json(json.loads(text))
+    except ValueError:
+        return None
 
 
 def _branch_gone(reply: Reply) -> bool:
@@ -113,6 +127,16 @@ class GitHubBranchRecordStore:
     # -- reading ------------------------------------------------------------------------
 
     async def _read(self) -> _Current:
+        """The file from the GraphQL query the heads of this phase go in (no request of its own);
+        over REST when GraphQL cannot answer (its text cut or binary, the repository not found)."""
+        seen = await self._forge.read_file(FileRead(self.owner, self.repo, self.branch, self.path))
+        if seen is None:
+            return await self._read_rest()
+        self._known = _Current(seen.sha, _parsed(seen.text) if seen.text is not None else None,
+                               branch_exists=seen.branch_exists)
+        return self._known
+
+    async def _read_rest(self) -> _Current:
         reply = await self._forge.http.get(
             f"{self._base()}/contents/{quote(self.path)}",
             token=self._forge.read_token,
@@ -128,11 +152,10 @@ class GitHubBranchRecordStore:
         if body is None or not isinstance(body.get("sha"), str) or not isinstance(body.get("content"), str):
             raise self._fail("read", reply)
         try:
-            data = json.loads(base64.b64decode(body["content"].replace("\n", ""), validate=True))
-            record: PromotionRecord | None = PromotionRecord.from_json(data)
+            text = base64.b64decode(body["content"].replace("\n", ""), validate=True).decode()
         except (binascii.Error, ValueError):
-            record = None  # not a record of ours: replaced by the next write, never trusted
-        self._known = _Current(body["sha"], record, branch_exists=True)
+            text = ""
+        self._known = _Current(body["sha"], _parsed(text), branch_exists=True)
         return self._known
 
     async def read_all(self) -> list[PromotionRecord]:

@@ -37,7 +37,7 @@ from lockstep import log
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError, UsageError
 from lockstep.forges.github.budget import MINUTE_WAIT
-from lockstep.forges.github.heads import HeadsBatch, Observed
+from lockstep.forges.github.heads import FileRead, FileSeen, HeadsBatch, Observed
 from lockstep.forges.github.http import (
     GitHubHttp,
     Reply,
@@ -276,6 +276,10 @@ class GitHubForge:
             self._ancestry[(key, seen.target, seen.source)] = forward
             self._ancestry[(key, seen.source, seen.target)] = backward
         return seen
+
+    async def read_file(self, file: FileRead) -> FileSeen | None:
+        """A file in the phase's GraphQL query (the promotion records); None: read it over REST."""
+        return await self._batch.read_file(file)
 
     async def read_heads(self, service: ServiceConfig) -> Heads:
         """Both heads from the phase's GraphQL query; a ref it does not find is read over REST, where

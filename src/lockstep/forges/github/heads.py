@@ -44,7 +44,7 @@ from lockstep.forges.github.http import GitHubHttp, Reply, Secret
 from lockstep.model import Sha
 from lockstep.redact import clean_text
 
-__all__ = ["MAX_ALIASES", "HeadsBatch", "Observed", "build_query"]
+__all__ = ["MAX_ALIASES", "FileRead", "FileSeen", "HeadsBatch", "Observed", "build_query"]
 
 MAX_ALIASES = 100  # repositories per query: one query stays far from GitHub's 500,000-node and 10 s limits
 STATUSES = frozenset({"AHEAD", "BEHIND", "DIVERGED", "IDENTICAL"})
@@ -59,11 +59,50 @@ class Observed:
     status: str | None  # compare target...source; None when GraphQL could not compare
 
 
-def build_query(items: Sequence[tuple[str, str, str, str]]) -> dict[str, object]:
-    """The request body for (owner, name, source branch, target branch) per alias ``s{i}``."""
+@dataclass(frozen=True)
+class FileRead:
+    """A file to read in the same query: ``path`` on ``branch`` of ``owner/name`` (the records)."""
+
+    owner: str
+    name: str
+    branch: str
+    path: str
+
+    @property
+    def repo(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass(frozen=True)
+class FileSeen:
+    """A file as one GraphQL answer gave it."""
+
+    branch_exists: bool
+    sha: str | None  # the blob id, which the Contents API calls ``sha``; None: no such file
+    text: str | None
+
+
+Item = ServiceConfig | FileRead
+Answer = Observed | FileSeen | None
+
+
+def build_query(items: Sequence[tuple[str, str, str, str] | FileRead]) -> dict[str, object]:
+    """The request body: (owner, name, source branch, target branch) per alias ``s{i}``, and a file
+    per alias ``f{i}`` (its branch's head, and its blob: ``object(expression: "branch:path")``)."""
     declared, fields = [], []
     variables: dict[str, str] = {}
-    for i, (owner, name, source, target) in enumerate(items):
+    for i, item in enumerate(items):
+        if isinstance(item, FileRead):
+            declared.append(f"$fo{i}: String!, $fn{i}: String!, $fb{i}: String!, $fe{i}: String")
+            variables |= {f"fo{i}": item.owner, f"fn{i}": item.name, f"fb{i}": f"refs/heads/{item.branch}",
+                          f"fe{i}": f"{item.branch}:{item.path}"}
+            fields.append(
+                f"f{i}: repository(owner: $fo{i}, name: $fn{i}, followRenames: false) {{ "
+                f"branch: ref(qualifiedName: $fb{i}) {{ target {{ oid }} }} "
+                f"file: object(expression: $fe{i}) {{ ... on Blob {{ oid isTruncated text }} }} }}"
+            )
+            continue
+        owner, name, source, target = item
         declared.append(f"$o{i}: String!, $n{i}: String!, $s{i}: String!, $t{i}: String!")
         variables |= {f"o{i}": owner, f"n{i}": name, f"s{i}": f"refs/heads/{source}",
                       f"t{i}": f"refs/heads/{target}"}
@@ -95,6 +134,20 @@ def _observed(node: object) -> Observed | None:
     return Observed(_oid(node.get("source")), _oid(target_ref), status if status in STATUSES else None)
 
 
+def _file_seen(node: object) -> FileSeen | None:
+    """None (read it over REST) when the repository is not found or the text is cut or binary."""
+    if not isinstance(node, dict):
+        return None
+    branch = node.get("branch") is not None
+    blob = node.get("file")
+    if not isinstance(blob, dict):
+        return FileSeen(branch, None, None)
+    oid, text = blob.get("oid"), blob.get("text")
+    if blob.get("isTruncated") is not False or not isinstance(oid, str) or not isinstance(text, str):
+        return None
+    return FileSeen(branch, oid, text)
+
+
 def _unanswered(reply: Reply, body: dict[str, Any] | None) -> str | None:
     """Why GraphQL gave no data for the whole query (None: it did, judge each alias)."""
     if reply.status != 200 or body is None:
@@ -116,15 +169,26 @@ class HeadsBatch:
         self._http = http
         self._token = token
         self._repo = repo
-        self._waiting: dict[str, tuple[ServiceConfig, list[asyncio.Future[Observed | None]]]] = {}
+        self._waiting: dict[str, tuple[Item, list[asyncio.Future[Answer]]]] = {}
         self._flush: asyncio.Task[None] | None = None  # the next query, not yet sent
         self._tasks: set[asyncio.Task[None]] = set()  # every query task not yet done
         self.queries = 0  # GraphQL requests sent (for tests and benchmarks)
 
     async def observe(self, service: ServiceConfig) -> Observed | None:
         """This service's heads from the next query; None when GraphQL could not answer for it."""
-        future: asyncio.Future[Observed | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(service.name, (service, []))[1].append(future)
+        answer = await self._ask(f"s:{service.name}", service)
+        assert answer is None or isinstance(answer, Observed)
+        return answer
+
+    async def read_file(self, file: FileRead) -> FileSeen | None:
+        """A file from the next query; None when GraphQL could not answer for it (read it over REST)."""
+        answer = await self._ask(f"f:{file.repo}:{file.branch}:{file.path}", file)
+        assert answer is None or isinstance(answer, FileSeen)
+        return answer
+
+    async def _ask(self, key: str, item: Item) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, (item, []))[1].append(future)
         if self._flush is None:
             self._flush = task = asyncio.create_task(self._send())
             self._tasks.add(task)
@@ -134,10 +198,10 @@ class HeadsBatch:
     async def aclose(self) -> None:
         """Stop every query (sent or not) and answer every read still waiting with a ForgeError."""
         waiting, self._waiting, self._flush = list(self._waiting.values()), {}, None
-        for service, futures in waiting:
+        for item, futures in waiting:
             for future in futures:
                 if not future.done():
-                    future.set_exception(ForgeError(f"{service.repo}: the forge was closed before "
+                    future.set_exception(ForgeError(f"{item.repo}: the forge was closed before "
                                                     "this read was answered"))
         tasks = list(self._tasks)
         for task in tasks:
@@ -150,9 +214,9 @@ class HeadsBatch:
         chunks = [batch[i:i + MAX_ALIASES] for i in range(0, len(batch), MAX_ALIASES)]
         await asyncio.gather(*(self._query(chunk) for chunk in chunks))
 
-    async def _query(self, chunk: list[tuple[ServiceConfig, list[asyncio.Future[Observed | None]]]]) -> None:
+    async def _query(self, chunk: list[tuple[Item, list[asyncio.Future[Answer]]]]) -> None:
         try:
-            answers = await self._answers([service for service, _ in chunk])
+            answers = await self._answers([item for item, _ in chunk])
         except BaseException as exc:
             for _, futures in chunk:
                 for future in futures:
@@ -173,20 +237,28 @@ class HeadsBatch:
                     else:
                         future.set_result(answer)
 
-    async def _answers(self, services: list[ServiceConfig]) -> list[Observed | ForgeError | None]:
-        items = [(*self._repo(s), s.source, s.target) for s in services]
-        names = ", ".join(s.repo for s in services[:3]) + (", ..." if len(services) > 3 else "")
+    async def _answers(self, items: list[Item]) -> list[Answer | ForgeError]:
+        parts = [item if isinstance(item, FileRead) else (*self._repo(item), item.source, item.target)
+                 for item in items]
+        names = ", ".join(i.repo for i in items[:3]) + (", ..." if len(items) > 3 else "")
         self.queries += 1
         what = f"GraphQL heads of {names}"
-        reply = await self._http.graphql(build_query(items), token=self._token, what=what)
+        reply = await self._http.graphql(build_query(parts), token=self._token, what=what)
         body = reply.json_object()
         why = _unanswered(reply, body)
         if why is not None and reply.response is None:
-            return [ForgeError(f"{s.repo}: cannot read '{s.source}' and '{s.target}': {why}",
-                               status=None, transient=True) for s in services]
+            return [ForgeError(f"{i.repo}: cannot read {_what(i)}: {why}", status=None, transient=True)
+                    for i in items]
         if why is not None:
             log.warn(f"reading heads with GraphQL failed ({why}); reading them over REST instead")
-            return [None] * len(services)
+            return [None] * len(items)
         assert body is not None
         data = body["data"]
-        return [_observed(data.get(f"s{i}")) for i in range(len(services))]
+        return [_file_seen(data.get(f"f{i}")) if isinstance(item, FileRead) else _observed(data.get(f"s{i}"))
+                for i, item in enumerate(items)]
+
+
+def _what(item: Item) -> str:
+    if isinstance(item, FileRead):
+        return f"{item.path} on {item.branch}"
+    return f"'{item.source}' and '{item.target}'"
