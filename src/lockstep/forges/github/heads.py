@@ -46,7 +46,7 @@ from lockstep.redact import clean_text
 
 __all__ = ["MAX_ALIASES", "FileRead", "FileSeen", "HeadsBatch", "Observed", "build_query"]
 
-MAX_ALIASES = 100  # repositories per query: one query stays far from GitHub's 500,000-node and 10 s limits
+MAX_ALIASES = 100  # services per query (plus its file reads): far from GitHub's 500,000-node and 10 s limits
 STATUSES = frozenset({"AHEAD", "BEHIND", "DIVERGED", "IDENTICAL"})
 
 
@@ -211,7 +211,13 @@ class HeadsBatch:
     async def _send(self) -> None:
         await asyncio.sleep(0)  # every task of the caller's gather has asked by now
         batch, self._waiting, self._flush = list(self._waiting.values()), {}, None
-        chunks = [batch[i:i + MAX_ALIASES] for i in range(0, len(batch), MAX_ALIASES)]
+        if not batch:
+            return
+        # up to MAX_ALIASES services a query; the file reads (the records) ride in the first
+        heads = [entry for entry in batch if not isinstance(entry[0], FileRead)]
+        files = [entry for entry in batch if isinstance(entry[0], FileRead)]
+        chunks = [heads[i:i + MAX_ALIASES] for i in range(0, len(heads), MAX_ALIASES)] or [[]]
+        chunks[0] += files
         await asyncio.gather(*(self._query(chunk) for chunk in chunks))
 
     async def _query(self, chunk: list[tuple[Item, list[asyncio.Future[Answer]]]]) -> None:
