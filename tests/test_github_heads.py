@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from lockstep.config import Config, ServiceConfig
 from lockstep.errors import ForgeError
 from lockstep.forges.github.forge import GitHubForge, RetryPolicy
-from lockstep.forges.github.heads import MAX_ALIASES
+from lockstep.forges.github.heads import MAX_ALIASES, FileRead, FileSeen
 from lockstep.model import Heads, Sha, TargetCheck
 from tests.support.fakegithub import FakeGitHub, Fault, GraphQLCall, RecordedRequest
 
@@ -423,6 +423,25 @@ def test_more_than_max_aliases_services_are_ceil_n_over_max_aliases_queries(gh: 
     assert len(gh.requests) == len(calls) == math.ceil(n / MAX_ALIASES)
     assert all(c.status == 200 and len(c.repositories) <= MAX_ALIASES for c in calls)
     assert sorted(r for c in calls for r in c.repositories) == sorted(fleet.repos)  # each once
+
+
+def test_a_file_read_rides_in_the_first_query_of_a_full_batch(gh: FakeGitHub) -> None:
+    fleet = Fleet(gh, ["ahead"] * MAX_ALIASES)
+    repo = fleet.repos[0]
+    records = gh.commit(repo, parents=(), message="records")
+    gh.set_branch(repo, "lockstep/records", records)
+    gh.put_file(repo, "lockstep/records", "g.json", b"{}\n")
+    owner, name = repo.split("/")
+
+    async def together(f: GitHubForge) -> tuple[list[Heads | BaseException], FileSeen | None]:
+        heads, seen = await asyncio.gather(all_heads(f, fleet.services),
+                                           f.read_file(FileRead(owner, name, "lockstep/records", "g.json")))
+        return heads, seen
+
+    heads, seen = fleet.run(together)
+    assert heads == [fleet.heads(i) for i in range(MAX_ALIASES)]
+    assert seen is not None and (seen.branch_exists, seen.text) == (True, "{}\n")
+    assert len(gh.requests) == 1  # 100 services and the file: one query
 
 
 # ---- 6. the batch agrees with the fake's state, whatever the mix ----------------------------------
