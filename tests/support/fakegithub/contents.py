@@ -56,6 +56,7 @@ TOO_LARGE = (
     "but you can use the Git Data API to request blobs up to 100 MB in size."
 )
 _PER_PAGE_DEFAULT, _PER_PAGE_MAX = 30, 100
+RAW_URL = "https://raw.githubusercontent.com"  # where a file's download_url points
 
 
 def _wrapped(data: bytes) -> str:
@@ -115,7 +116,7 @@ def create_tree(api: Api, repo: Repo, token: Token, req: Request, args: list[str
          "url": f"{api.world.api_url}/repos/{repo.full_name}/git/blobs/{blob_sha(d)}"}
         for p, d in sorted(files.items())
     ]
-    return Response(201, {"sha": sha, "url": url, "tree": listing, "truncated": False})
+    return Response(201, {"sha": sha, "url": url, "tree": listing, "truncated": False}, {"Location": url})
 
 
 @route("POST", r"/git/commits", write="contents")
@@ -133,7 +134,8 @@ def create_commit(api: Api, repo: Repo, token: Token, req: Request, args: list[s
         if not isinstance(parent, str) or parent not in repo.commits:
             raise ApiError(422, "Parent SHA does not exist or is not a commit object")
     sha = repo.add_commit(tuple(parents), message, files=repo.trees[tree])
-    return Response(201, git_commit(api, repo, sha))
+    created = git_commit(api, repo, sha)
+    return Response(201, created, {"Location": created["url"]})
 
 
 def git_commit(api: Api, repo: Repo, sha: str) -> dict[str, Any]:
@@ -172,7 +174,8 @@ def _file(api: Api, repo: Repo, path: str, data: bytes, ref: str) -> dict[str, A
     return {
         "type": "file", "encoding": "base64", "size": len(data), "name": path.rsplit("/", 1)[-1],
         "path": path, "content": _wrapped(data), "sha": sha, "url": links["self"], "git_url": links["git"],
-        "html_url": links["html"], "download_url": None, "_links": links,
+        "html_url": links["html"], "download_url": f"{RAW_URL}/{repo.full_name}/{quote(ref)}/{quoted}",
+        "_links": links,
     }
 
 
@@ -240,7 +243,9 @@ def put_contents(api: Api, repo: Repo, token: Token, req: Request, args: list[st
     files[path] = data
     sha = repo.add_commit((head,), message, files=files)
     repo.refs[ref] = sha
-    payload = {"content": _file(api, repo, path, data, branch), "commit": git_commit(api, repo, sha)}
+    content = _file(api, repo, path, data, branch)
+    del content["content"], content["encoding"]  # a write answers with the file's metadata only
+    payload = {"content": content, "commit": git_commit(api, repo, sha)}
     return Response(201 if created else 200, payload)
 
 

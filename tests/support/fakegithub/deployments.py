@@ -43,6 +43,7 @@ from tests.support.fakegithub.api import (
     node_id,
     not_found,
     route,
+    simple_user,
     typed_field,
 )
 from tests.support.fakegithub.state import Deployment, Repo, Token, iso
@@ -50,10 +51,6 @@ from tests.support.fakegithub.state import Deployment, Repo, Token, iso
 STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 MAX_STATUS_DESCRIPTION = 140
 _PER_PAGE_DEFAULT, _PER_PAGE_MAX = 30, 100
-
-
-def _creator(login: str, user_id: int) -> dict[str, Any]:
-    return {"login": login, "id": user_id, "type": "User"}
 
 
 def _repo_url(world: World, repo: Repo) -> str:
@@ -116,7 +113,7 @@ def new_deployment(
         "original_environment": environment,
         "environment": environment,
         "description": description,
-        "creator": _creator(login, user_id),
+        "creator": simple_user(world, login, user_id),
         "created_at": now,
         "updated_at": now,
         "statuses_url": f"{url}/statuses",
@@ -157,7 +154,7 @@ def new_status(
         "id": status_id,
         "node_id": node_id("DES", str(status_id)),
         "state": state,
-        "creator": _creator(login, user_id),
+        "creator": simple_user(world, login, user_id),
         "description": description,
         "environment": deployment.body["environment"],
         "target_url": log_url,
@@ -290,7 +287,7 @@ def create_deployment_status(api: Api, repo: Repo, token: Token, req: Request, a
         environment=_optional_text(body, "environment"),
         auto_inactive=_optional_bool(body, "auto_inactive", True),
     )
-    return Response(201, status)
+    return Response(201, status, {"Location": status["url"]})
 
 
 @route("GET", r"/deployments/(\d+)/statuses")

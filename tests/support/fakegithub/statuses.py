@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.fakegithub.api import (
+    CREATED_AT,
     Api,
     ApiError,
     Request,
@@ -47,9 +48,11 @@ from tests.support.fakegithub.api import (
     empty_repo,
     invalid_request,
     json_object,
+    minimal_repository,
     node_id,
     not_found,
     route,
+    simple_user,
     typed_field,
 )
 from tests.support.fakegithub.state import SHA_RE, Repo, Token, iso
@@ -70,6 +73,8 @@ MAX_DESCRIPTION = 140
 _PER_PAGE_DEFAULT, _PER_PAGE_MAX = 30, 100
 _status_ids = itertools.count(7_100_000_001)
 _check_run_ids = itertools.count(21_000_000_001)
+_check_suite_ids = itertools.count(19_000_000_001)
+_APP_ID = 900_001
 
 
 def _now() -> str:
@@ -109,8 +114,23 @@ def _validation(resource: str, field: str, message: str) -> ApiError:
     return ApiError(422, "Validation Failed", errors=[error])
 
 
-def _creator(login: str) -> dict[str, Any]:
-    return {"login": login, "type": "User"}
+def _app(world: World) -> dict[str, Any]:
+    """The GitHub App (``integration``) that makes every check run of the fake."""
+    return {
+        "id": _APP_ID,
+        "slug": "fake-ci",
+        "client_id": "Iv1.fakeci0000000000",
+        "node_id": node_id("A", str(_APP_ID)),
+        "owner": simple_user(world, "fake-ci-org", kind="Organization"),
+        "name": "Fake CI",
+        "description": None,
+        "external_url": "https://ci.example",
+        "html_url": f"{world.html_url}/apps/fake-ci",
+        "created_at": CREATED_AT,
+        "updated_at": CREATED_AT,
+        "permissions": {"checks": "write", "metadata": "read"},
+        "events": [],
+    }
 
 
 # ---- commit statuses ---------------------------------------------------------------------
@@ -126,6 +146,7 @@ def new_commit_status(
     description: str | None = None,
     target_url: str | None = None,
     login: str = "ci-bot",
+    user_id: int | None = None,
 ) -> dict[str, Any]:
     """Store a status on ``sha`` (no validation: the endpoint and the test helper validate)."""
     status_id = next(_status_ids)
@@ -141,7 +162,7 @@ def new_commit_status(
         "context": context,
         "created_at": now,
         "updated_at": now,
-        "creator": _creator(login),
+        "creator": simple_user(world, login, user_id),
     }
     repo.statuses.setdefault(sha, []).append(status)
     return status
@@ -195,8 +216,9 @@ def create_status(api: Api, repo: Repo, token: Token, req: Request, args: list[s
         description=description,
         target_url=target_url,
         login=token.login,
+        user_id=token.user_id,
     )
-    return Response(201, status)
+    return Response(201, status, {"Location": status["url"]})
 
 
 @route("GET", r"/statuses/([^/]+)")
@@ -204,6 +226,11 @@ def create_status(api: Api, repo: Repo, token: Token, req: Request, args: list[s
 def list_statuses(api: Api, repo: Repo, token: Token, req: Request, args: list[str]) -> Response:
     sha = _commit_sha(repo, args[0])
     return Response(200, _page(req, list(reversed(repo.statuses.get(sha, [])))))
+
+
+def _without_creator(status: dict[str, Any]) -> dict[str, Any]:
+    """A combined status lists each context's latest status without ``creator`` (simple-commit-status)."""
+    return {k: v for k, v in status.items() if k != "creator"}
 
 
 @route("GET", r"/commits/(.+)/status")
@@ -215,10 +242,10 @@ def combined_status(api: Api, repo: Repo, token: Token, req: Request, args: list
         200,
         {
             "state": combined_state(latest),
-            "statuses": _page(req, latest),
+            "statuses": [_without_creator(s) for s in _page(req, latest)],
             "sha": sha,
             "total_count": len(latest),
-            "repository": {"full_name": repo.full_name, "id": repo.repo_id},
+            "repository": minimal_repository(api.world, repo),
             "commit_url": f"{base}/commits/{sha}",
             "url": f"{base}/commits/{sha}/status",
         },
@@ -260,21 +287,25 @@ def new_check_run(
     """Store a check run (no validation)."""
     run_id = next(_check_run_ids)
     now = _now()
+    url = f"{world.api_url}/repos/{repo.full_name}/check-runs/{run_id}"
     run = {
         "id": run_id,
         "node_id": node_id("CR", str(run_id)),
         "name": name,
         "head_sha": sha,
         "external_id": "",
-        "url": f"{world.api_url}/repos/{repo.full_name}/check-runs/{run_id}",
+        "url": url,
         "html_url": f"{world.html_url}/{repo.full_name}/runs/{run_id}",
         "details_url": details_url,
         "status": status,
         "conclusion": conclusion,
         "started_at": now if status != "queued" else None,
         "completed_at": now if status == "completed" else None,
-        "output": {"title": title, "summary": None, "text": None, "annotations_count": 0},
-        "app": {"slug": "fake-ci", "name": "Fake CI"},
+        "output": {"title": title, "summary": None, "text": None, "annotations_count": 0,
+                   "annotations_url": f"{url}/annotations"},
+        "check_suite": {"id": next(_check_suite_ids)},
+        "app": _app(world),
+        "pull_requests": [],
     }
     if status == "completed" and run["started_at"] is None:
         run["started_at"] = now
